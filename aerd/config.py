@@ -1,0 +1,176 @@
+"""Settings: frozen nested dataclasses, loaded from TOML and overridden by CLI flags.
+
+Every field is documented here and in systemd/aerd.toml. Errors name the field
+(``[section].key``) and the file it came from.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    source: str = "mic"
+    """``mic``, a path to an audio file (wav/flac/ogg), or ``-`` for raw s16le PCM on stdin."""
+    device: str = ""
+    """Microphone: an index or a name substring; empty = the system default input."""
+    rate: int = 16000
+    """Sample rate of stdin PCM (Hz)."""
+    channels: int = 1
+    """Channels of stdin PCM (interleaved; downmixed to mono)."""
+    fast: bool = False
+    """Files: process as fast as possible instead of at real-time pace."""
+    buffer_s: float = 10.0
+    """Capacity of the capture ring buffer, seconds; audio beyond it is dropped and counted."""
+    block_s: float = 0.05
+    """Size of the blocks audio is read in, seconds."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: str = ""
+    """Model card (.json) or .onnx path, or a shipped model name; empty = the shipped default."""
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    min_speech: float = 0.2
+    """Fraction of a window's frames that must be speech for an emotion event."""
+    smoothing: int = 3
+    """Average probabilities over this many recent speech windows."""
+    hysteresis: float = 0.1
+    """A new label must beat the current one by this much (smoothed probability) to replace it."""
+    reset_after: int = 4
+    """Forget the smoothing after this many windows without speech."""
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    enabled: bool = True
+    """Per-device running feature normalisation (daemon only; `aerd classify --adapt`)."""
+    persist: bool = True
+    """Save the running statistics in the state directory and load them at start."""
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    endpoint: str = "tcp://127.0.0.1:5556"
+    """ZeroMQ endpoint of the PUB socket."""
+    connect: bool = False
+    """Connect to ``endpoint`` (e.g. an `aerd relay` frontend) instead of binding it."""
+    device_id: str = ""
+    """Identifies this device in every event; empty = the host name."""
+    sndhwm: int = 1000
+    """Send high-water mark: messages queued per subscriber before new ones are dropped."""
+    linger_ms: int = 500
+    """How long unsent messages may delay shutdown."""
+    status_interval: float = 5.0
+    """Seconds between status events."""
+    curve_secret: str = ""
+    """CURVE secret key file of this socket (enables CURVE)."""
+    curve_clients: str = ""
+    """Directory of authorised client public keys (bind mode); empty = any key, still encrypted."""
+    curve_server: str = ""
+    """Public key file of the server to connect to (connect mode with CURVE)."""
+    insecure: bool = False
+    """Allow a non-loopback TCP endpoint without CURVE (not recommended)."""
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    state_dir: str = ""
+    """Where adaptation state is kept; empty = $STATE_DIRECTORY or ~/.local/state/aerd."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    input: InputSettings = field(default_factory=InputSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    adapt: AdaptSettings = field(default_factory=AdaptSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "input.rate": (lambda v: 1000 <= v <= 384000, "must be 1000..384000"),
+    "input.channels": (lambda v: 1 <= v <= 32, "must be 1..32"),
+    "input.buffer_s": (lambda v: 0.5 <= v <= 600, "must be 0.5..600"),
+    "input.block_s": (lambda v: 0.001 <= v <= 1.0, "must be 0.001..1.0"),
+    "decision.min_speech": (lambda v: 0.0 <= v <= 1.0, "must be 0..1"),
+    "decision.smoothing": (lambda v: 1 <= v <= 100, "must be 1..100"),
+    "decision.hysteresis": (lambda v: 0.0 <= v < 1.0, "must be 0..1"),
+    "decision.reset_after": (lambda v: 1 <= v <= 10000, "must be 1..10000"),
+    "publish.sndhwm": (lambda v: 1 <= v <= 1_000_000, "must be 1..1000000"),
+    "publish.linger_ms": (lambda v: 0 <= v <= 60000, "must be 0..60000"),
+    "publish.status_interval": (lambda v: 0.1 <= v <= 3600, "must be 0.1..3600"),
+    "publish.endpoint": (lambda v: "://" in v, "must look like tcp://HOST:PORT or ipc://PATH"),
+    "service.log_level": (lambda v: v in ("debug", "info", "warning", "error"),
+                          "must be debug, info, warning or error"),
+}
+
+
+def _coerce(value: Any, kind: Any, name: str, origin: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str) and "\0" not in value:
+            return value
+    raise ConfigError(f"{origin}: {name} must be {kind.__name__}, got {type(value).__name__} {value!r:.60}")
+
+
+def apply(settings: Settings, values: dict[str, Any], origin: str) -> Settings:
+    """Return ``settings`` with dotted ``section.key`` values replaced, each checked."""
+    sections: dict[str, dict[str, Any]] = {}
+    for dotted, value in values.items():
+        section, _, key = dotted.partition(".")
+        sub = getattr(settings, section, None) if section in _SECTIONS else None
+        if sub is None or key not in _FIELDS[section]:
+            raise ConfigError(f"{origin}: unknown setting [{section}] {key}".rstrip())
+        v = _coerce(value, _FIELDS[section][key], f"[{section}] {key}", origin)
+        check = _CHECKS.get(dotted)
+        if check and not check[0](v):
+            raise ConfigError(f"{origin}: [{section}] {key} {check[1]}, got {v!r}")
+        sections.setdefault(section, {})[key] = v
+    return replace(settings, **{s: replace(getattr(settings, s), **kv) for s, kv in sections.items()})
+
+
+_SECTIONS = [f.name for f in fields(Settings)]
+_FIELDS = {s: get_type_hints(type(getattr(Settings(), s))) for s in _SECTIONS}
+
+
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults, then the TOML file (if any), then CLI overrides (dotted keys)."""
+    settings = Settings()
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read config ({e})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        flat: dict[str, Any] = {}
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{p}: {section} must be a [section] table")
+            flat.update({f"{section}.{k}": v for k, v in table.items()})
+        settings = apply(settings, flat, str(p))
+    return apply(settings, overrides or {}, "command line")

@@ -1,0 +1,52 @@
+"""Decision stage: speech gate, probability smoothing and label hysteresis.
+
+Plain object, no I/O: ``update(speech_fraction, probs)`` -> a :class:`Decision` or None.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DecisionSettings
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: str
+    confidence: float
+    probs: dict[str, float]
+
+
+class Decider:
+    """Skips windows without enough speech, averages the last ``smoothing`` speech windows'
+    probabilities and only switches label when the new one leads by ``hysteresis``."""
+
+    def __init__(self, labels: tuple[str, ...], settings: DecisionSettings):
+        self.labels = labels
+        self.s = settings
+        self._recent: deque[np.ndarray] = deque(maxlen=settings.smoothing)
+        self._label: int | None = None
+        self._silent = 0
+
+    def reset(self) -> None:
+        self._recent.clear()
+        self._label = None
+        self._silent = 0
+
+    def update(self, speech: float, probs: np.ndarray) -> Decision | None:
+        if speech < self.s.min_speech:
+            self._silent += 1
+            if self._silent >= self.s.reset_after:
+                self.reset()
+            return None
+        self._silent = 0
+        self._recent.append(np.asarray(probs, dtype=np.float64))
+        avg = np.mean(self._recent, axis=0)
+        best = int(np.argmax(avg))
+        if self._label is None or avg[best] >= avg[self._label] + self.s.hysteresis:
+            self._label = best
+        return Decision(self.labels[self._label], float(avg[self._label]),
+                        {lab: round(float(p), 4) for lab, p in zip(self.labels, avg)})

@@ -1,0 +1,105 @@
+"""Typed events and their ZeroMQ wire form: multipart ``[topic, utf-8 JSON]``.
+
+Schema version ``v`` is 1. Fields are documented in README.md ("Event protocol"); a
+reader must ignore fields it does not know, so new optional fields do not bump ``v``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+
+class EventError(ValueError):
+    """A frame sequence that is not a valid aerd event."""
+
+
+@dataclass(frozen=True)
+class _Event:
+    topic: ClassVar[bytes] = b""
+    seq: int
+    ts: float
+    device_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": SCHEMA_VERSION, **asdict(self)}
+
+    def to_frames(self) -> list[bytes]:
+        return [self.topic, json.dumps(self.to_dict(), separators=(",", ":")).encode()]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "_Event":
+        if data.get("v") != SCHEMA_VERSION:
+            raise EventError(f"unsupported schema version {data.get('v')!r}")
+        names = {f.name for f in fields(cls)}
+        missing = sorted(n for n in names if n not in data and _required(cls, n))
+        if missing:
+            raise EventError(f"{cls.topic.decode()} event lacks field {missing[0]!r}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _required(cls: type, name: str) -> bool:
+    from dataclasses import MISSING
+
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+@dataclass(frozen=True)
+class EmotionEvent(_Event):
+    """One decision per window hop while speech lasts."""
+
+    topic: ClassVar[bytes] = b"emotion"
+    start: float = 0.0
+    end: float = 0.0
+    label: str = ""
+    confidence: float = 0.0
+    probs: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+    speech: float = 0.0
+    adapted: bool = False
+
+
+@dataclass(frozen=True)
+class StatusEvent(_Event):
+    """Health, every ``status_interval`` seconds and whenever the input state changes."""
+
+    topic: ClassVar[bytes] = b"status"
+    state: str = "running"
+    input: str = "ok"
+    detail: str = ""
+    uptime: float = 0.0
+    audio_s: float = 0.0
+    windows: int = 0
+    speech_windows: int = 0
+    events: int = 0
+    overflows: int = 0
+    dropped: int = 0
+    bad_frames: int = 0
+    model: str = ""
+
+
+TOPICS: dict[bytes, type[_Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}
+
+
+def from_frames(frames: list[bytes]) -> _Event:
+    """Parse a received multipart message into its typed event."""
+    if len(frames) != 2:
+        raise EventError(f"expected 2 frames, got {len(frames)}")
+    cls = TOPICS.get(frames[0])
+    if cls is None:
+        raise EventError(f"unknown topic {frames[0][:32]!r}")
+    try:
+        data = json.loads(frames[1])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EventError(f"bad JSON payload ({e})") from None
+    if not isinstance(data, dict):
+        raise EventError("payload is not a JSON object")
+    return cls.from_dict(data)
+
+
+EmotionEvent.from_frames = staticmethod(from_frames)  # type: ignore[attr-defined]
+StatusEvent.from_frames = staticmethod(from_frames)  # type: ignore[attr-defined]

@@ -1,0 +1,222 @@
+"""The one feature implementation, shared by training (tools/) and the daemon.
+
+Audio is cut into frames on a fixed grid (``hop_length`` samples apart, ``n_fft`` long,
+a Hann window of ``win_length`` centred in each). :class:`FrameAnalyzer` turns a batch of
+frames into one row of per-frame values each; :func:`window_features` turns the rows of the
+frames inside one analysis window into the model's feature vector. The batch path
+(:func:`extract_window`) and the incremental path (:mod:`aerd.stream`) both use these two
+pieces, so they cannot drift apart.
+
+Feature sets:
+
+``seed180``  the seed prototype's features: means over the window of MFCC-40 (from a dB
+             mel spectrogram clipped at ``top_db`` below its maximum), chroma-12 (from the
+             magnitude spectrum, tuning 0, each frame max-normalised) and mel-128 power.
+             Equal to librosa's ``mfcc``, ``chroma_stft`` and ``melspectrogram`` on the
+             same window and framing.
+``rich``     statistics over the speech frames of the window only: band-levelled log-mel
+             means and standard deviations, MFCC 1.. means and deviations, deviations of
+             MFCC deltas, energy dynamics, spectral centroid and flatness, pitch (from the
+             normalised autocorrelation) mean/deviation, voiced and speech fractions.
+             Level-invariant by construction (no absolute loudness feature).
+
+Frames count as speech when their energy is within ``vad.range_db`` of the loudest frame
+of the window, above ``vad.floor_db`` dBFS and their mel-band flatness is below
+``vad.max_flatness`` (noise is flat, voiced speech is not).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .featurespec import FeatureSpec
+from .filterbanks import chroma_filterbank, dct_matrix, hann_window, mel_filterbank
+
+_LN10_10 = np.log(10.0) / 10.0
+
+
+class FrameAnalyzer:
+    """Per-frame analysis: ``analyze(frames)`` -> one row of per-frame values per frame.
+
+    Holds the window, filterbanks and DCT for one :class:`FeatureSpec`; no I/O, no state
+    between calls, so rows do not depend on how frames are batched.
+    """
+
+    def __init__(self, spec: FeatureSpec):
+        self.spec = spec
+        s = spec
+        self.window = hann_window(s.win_length, s.n_fft).astype(np.float32)
+        self._window64 = self.window.astype(np.float64)
+        self.mel_t = np.ascontiguousarray(
+            mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax).T.astype(np.float32))
+        n_bins = s.n_fft // 2 + 1
+        # one-sided Parseval weights: sum(w_k |X_k|^2) / n_fft == sum(frame_windowed^2)
+        parseval = np.full(n_bins, 2.0)
+        parseval[0] = 1.0
+        if s.n_fft % 2 == 0:
+            parseval[-1] = 1.0
+        self._energy_w = (parseval / s.n_fft / np.sum(self.window.astype(np.float64) ** 2)).astype(np.float32)
+        if s.set == "seed180":
+            self.chroma_t = np.ascontiguousarray(
+                chroma_filterbank(s.sample_rate, s.n_fft, s.n_chroma, 0.0).T.astype(np.float32))
+            self.dct = dct_matrix(s.n_mfcc, s.n_mels)
+            self.width = s.n_mels + s.n_chroma + 2
+        else:
+            self.dct_t = np.ascontiguousarray(dct_matrix(s.n_mfcc, s.n_mels).T.astype(np.float32))
+            self.freqs = np.fft.rfftfreq(s.n_fft, 1.0 / s.sample_rate).astype(np.float32)
+            # Pitch from the autocorrelation of the 0..4 kHz band at an 8 kHz lag grid: the even
+            # extension of the low band of the power spectrum, transformed forward (numpy's
+            # forward rfft is several times faster than its irfft).
+            self.acf_bins = s.n_fft // (2 * max(1, s.sample_rate // 8000)) + 1
+            self.acf_rate = s.sample_rate * (self.acf_bins - 1) * 2 / s.n_fft
+            self.lag_lo = int(np.floor(self.acf_rate / s.f0_max))
+            self.lag_hi = int(np.ceil(self.acf_rate / s.f0_min))
+            w = self.window.astype(np.float64)
+            pw = np.abs(np.fft.rfft(w)) ** 2
+            rw = self._acf(pw[None, :])[0]
+            self._win_acf = rw[self.lag_lo - 1 : self.lag_hi + 2] / rw[0]
+            self.width = s.n_mels + s.n_mfcc + 5
+
+    # -- columns -------------------------------------------------------------------------
+    @property
+    def energy_col(self) -> int:
+        """Column holding frame energy in dBFS (both sets)."""
+        return self.width - 2 if self.spec.set == "seed180" else self.spec.n_mels + self.spec.n_mfcc
+
+    def frames(self, samples: np.ndarray) -> np.ndarray:
+        """All frames of ``samples`` on the grid (a strided view; centre-padded if the spec says)."""
+        s = self.spec
+        x = np.asarray(samples, dtype=np.float32)
+        if s.center:
+            x = np.pad(x, s.n_fft // 2)
+        if len(x) < s.n_fft:
+            return np.empty((0, s.n_fft), dtype=np.float32)
+        return sliding_window_view(x, s.n_fft)[:: s.hop_length]
+
+    def analyze(self, frames: np.ndarray) -> np.ndarray:
+        """Per-frame rows (float32) for a (n, n_fft) batch of frames."""
+        spec = self.spec
+        # numpy's float64 FFT is ~4x faster than its float32 one; products run in float32.
+        spectrum = np.fft.rfft(frames * self._window64, axis=1)
+        power64 = spectrum.real**2 + spectrum.imag**2
+        power = power64.astype(np.float32)
+        mel = power @ self.mel_t
+        energy_db = 10.0 * np.log10(power @ self._energy_w + 1e-12)
+        log_mel = np.log(np.maximum(mel, 1e-10))
+        flat = np.exp(log_mel.mean(axis=1)) / np.maximum(mel, 1e-10).mean(axis=1)
+        if spec.set == "seed180":
+            chroma = np.sqrt(power) @ self.chroma_t
+            peak = chroma.max(axis=1, keepdims=True)
+            chroma /= np.where(peak > np.finfo(np.float32).tiny, peak, 1.0)
+            return np.hstack([mel, chroma, energy_db[:, None], flat[:, None]]).astype(np.float32)
+        mel_db = log_mel / _LN10_10
+        mfcc = mel_db @ self.dct_t
+        mag = np.sqrt(power)
+        centroid = (mag @ self.freqs) / np.maximum(mag.sum(axis=1), 1e-10)
+        f0 = self._pitch(power64)
+        return np.hstack([mel_db, mfcc, energy_db[:, None], centroid[:, None] / 1000.0,
+                          np.log10(np.maximum(flat, 1e-10))[:, None], f0[:, None],
+                          np.zeros((len(frames), 1), np.float32)]).astype(np.float32)
+
+    def _acf(self, power: np.ndarray) -> np.ndarray:
+        """Autocorrelation (unnormalised) at the ``acf_rate`` grid from power spectra rows."""
+        low = power[:, : self.acf_bins]
+        even = np.concatenate([low, low[:, -2:0:-1]], axis=1)
+        return np.fft.rfft(even, axis=1).real
+
+    def _pitch(self, power: np.ndarray) -> np.ndarray:
+        """Semitones above 55 Hz of the normalised-autocorrelation pitch; 0 where unvoiced."""
+        acf = self._acf(power)
+        r0 = np.maximum(acf[:, :1], 1e-20)
+        seg = acf[:, self.lag_lo - 1 : self.lag_hi + 2] / r0 / self._win_acf
+        inner = seg[:, 1:-1]
+        peak = inner.max(axis=1)
+        # the shortest lag whose local maximum nearly reaches the best one (no sub-octaves)
+        local = (inner >= seg[:, :-2]) & (inner > seg[:, 2:]) & (inner >= 0.85 * peak[:, None])
+        k = np.where(local.any(axis=1), np.argmax(local, axis=1), np.argmax(inner, axis=1))
+        rows = np.arange(len(seg))
+        a, b, c = seg[rows, k], seg[rows, k + 1], seg[rows, k + 2]
+        denom = a - 2 * b + c
+        safe = np.where(np.abs(denom) > 1e-12, denom, 1.0)
+        shift = np.where(np.abs(denom) > 1e-12, 0.5 * (a - c) / safe, 0.0)
+        lag = self.lag_lo + k + np.clip(shift, -0.5, 0.5)
+        voiced = peak > self.spec.voicing
+        semis = 12.0 * np.log2(self.acf_rate / lag / 55.0)
+        return np.where(voiced, semis, 0.0).astype(np.float32)
+
+
+def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
+    """Boolean speech flag per frame row of one window (see the module docstring)."""
+    vad = analyzer.spec.vad
+    energy = rows[:, analyzer.energy_col]
+    if len(energy) == 0:
+        return np.zeros(0, dtype=bool)
+    if analyzer.spec.set == "seed180":
+        flat = rows[:, -1]
+    else:
+        flat = 10.0 ** rows[:, analyzer.energy_col + 2]
+    thresh = max(vad.floor_db, float(energy.max()) - vad.range_db)
+    return (energy > thresh) & (flat < vad.max_flatness)
+
+
+def window_features(rows: np.ndarray, analyzer: FrameAnalyzer) -> tuple[np.ndarray, float]:
+    """Feature vector (float32) and speech fraction of one window's frame rows."""
+    spec = analyzer.spec
+    speech = speech_mask(rows, analyzer)
+    fraction = float(speech.mean()) if len(speech) else 0.0
+    if spec.set == "seed180":
+        return _seed_features(rows, analyzer), fraction
+    return _rich_features(rows, speech, analyzer), fraction
+
+
+def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
+    s = an.spec
+    out = np.zeros(s.n_features, dtype=np.float32)
+    if len(rows) == 0:
+        return out
+    mel = rows[:, : s.n_mels].astype(np.float64)
+    mel_db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    mel_db = np.maximum(mel_db, mel_db.max() - s.top_db)
+    out[: s.n_mfcc] = an.dct @ mel_db.mean(axis=0)
+    out[s.n_mfcc : s.n_mfcc + s.n_chroma] = rows[:, s.n_mels : s.n_mels + s.n_chroma].mean(axis=0)
+    out[s.n_mfcc + s.n_chroma :] = mel.mean(axis=0)
+    return out
+
+
+def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
+    s = an.spec
+    out = np.zeros(s.n_features, dtype=np.float32)
+    sp = rows[speech].astype(np.float64)
+    if len(sp) < 3:
+        out[-1] = speech.mean() if len(speech) else 0.0
+        return out
+    nm, nc = s.n_mels, s.n_mfcc
+    mel_db, mfcc = sp[:, :nm], sp[:, nm : nm + nc]
+    e, cen, flat, f0 = (sp[:, nm + nc + i] for i in range(4))
+    pairs = speech[1:] & speech[:-1]
+    all_rows = rows.astype(np.float64)
+    d_mfcc = (all_rows[1:, nm : nm + nc] - all_rows[:-1, nm : nm + nc])[pairs]
+    d_e = (all_rows[1:, nm + nc] - all_rows[:-1, nm + nc])[pairs]
+    voiced = f0 > 0
+    lm_mean = mel_db.mean(axis=0)
+    parts = [
+        lm_mean - lm_mean.mean(), mel_db.std(axis=0),
+        mfcc[:, 1:].mean(axis=0), mfcc[:, 1:].std(axis=0),
+        d_mfcc.std(axis=0) if len(d_mfcc) else np.zeros(nc),
+        [e.std(), np.abs(d_e).mean() if len(d_e) else 0.0],
+        [cen.mean(), cen.std()], [flat.mean(), flat.std()],
+        [f0[voiced].mean(), f0[voiced].std()] if voiced.any() else [0.0, 0.0],
+        [voiced.mean(), speech.mean()],
+    ]
+    out[:] = np.concatenate([np.ravel(p) for p in parts])
+    return out
+
+
+def extract_window(samples: np.ndarray, spec: FeatureSpec,
+                   analyzer: FrameAnalyzer | None = None) -> tuple[np.ndarray, float]:
+    """Batch path: the feature vector and speech fraction of one window of samples."""
+    an = analyzer or FrameAnalyzer(spec)
+    frames = an.frames(samples)
+    rows = an.analyze(frames) if len(frames) else np.empty((0, an.width), np.float32)
+    return window_features(rows, an)

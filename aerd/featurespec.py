@@ -1,0 +1,100 @@
+"""The feature parameters a model was trained with, as stored in its model card."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import ModelError
+
+FEATURE_SETS = ("seed180", "rich")
+
+
+@dataclass(frozen=True)
+class VadParams:
+    """Frame-level speech detection (energy + spectral flatness)."""
+
+    floor_db: float = -65.0
+    """Frames quieter than this (dBFS, mean square of the windowed frame) are never speech."""
+    range_db: float = 35.0
+    """Frames more than this below the loudest frame of the window are not speech."""
+    max_flatness: float = 0.45
+    """Frames whose mel-band spectral flatness is above this (noise-like) are not speech."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything that decides the feature values; stored under ``features`` in a model card."""
+
+    set: str = "rich"
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 512
+    hop_length: int = 160
+    center: bool = False
+    n_mels: int = 40
+    fmin: float = 60.0
+    fmax: float | None = 8000.0
+    n_mfcc: int = 20
+    n_chroma: int = 12
+    top_db: float = 80.0
+    f0_min: float = 75.0
+    f0_max: float = 400.0
+    voicing: float = 0.45
+    vad: VadParams = field(default_factory=VadParams)
+
+    @classmethod
+    def seed180(cls, **over: Any) -> "FeatureSpec":
+        """The seed prototype's set with a streaming-friendly grid (hop divides 0.5 s)."""
+        base = dict(set="seed180", n_fft=2048, win_length=2048, hop_length=500, center=False,
+                    n_mels=128, fmin=0.0, fmax=None, n_mfcc=40)
+        base.update(over)
+        return cls(**base)
+
+    @property
+    def n_features(self) -> int:
+        """Length of the feature vector this spec produces."""
+        if self.set == "seed180":
+            return self.n_mfcc + self.n_chroma + self.n_mels
+        return 2 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "features") -> "FeatureSpec":
+        """Build from a model card's ``features`` table; errors name the field."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{where}: expected a table of feature parameters")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"{where}.{unknown[0]}: unknown feature parameter")
+        kw = dict(data)
+        if "vad" in kw:
+            vad = kw["vad"]
+            vknown = {f.name for f in fields(VadParams)}
+            if not isinstance(vad, dict) or set(vad) - vknown:
+                raise ModelError(f"{where}.vad: expected a table with keys {sorted(vknown)}")
+            kw["vad"] = VadParams(**{k: float(v) for k, v in vad.items()})
+        spec = cls(**kw)
+        spec.validate(where)
+        return spec
+
+    def validate(self, where: str = "features") -> None:
+        if self.set not in FEATURE_SETS:
+            raise ModelError(f"{where}.set: {self.set!r} is not one of {', '.join(FEATURE_SETS)}")
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ModelError(f"{where}.{name}: must be a positive integer, got {v!r}")
+        if self.win_length > self.n_fft:
+            raise ModelError(f"{where}.win_length: {self.win_length} exceeds n_fft {self.n_fft}")
+        if self.n_mfcc > self.n_mels:
+            raise ModelError(f"{where}.n_mfcc: {self.n_mfcc} exceeds n_mels {self.n_mels}")
+        fmax = self.sample_rate / 2 if self.fmax is None else self.fmax
+        if not 0 <= self.fmin < fmax <= self.sample_rate / 2:
+            raise ModelError(f"{where}.fmax: need 0 <= fmin < fmax <= sample_rate/2")
+        if self.set == "rich" and not (self.sample_rate / self.f0_max >= 2
+                                       and self.sample_rate / self.f0_min < self.n_fft // 2):
+            raise ModelError(f"{where}.f0_min: pitch lags must fit in half of n_fft")

@@ -1,0 +1,151 @@
+"""Model bundle: ``<name>.onnx`` + ``<name>.json`` model card; load, validate, predict.
+
+The ONNX graph takes a float32 ``(n, n_features)`` input and yields class probabilities
+(the scaler is inside the graph). The card says which labels, features, window and hop
+the graph expects; anything missing or inconsistent is a :class:`ModelError` at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .featurespec import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+CARD_FORMAT = "aerd-model"
+_PKG = Path(__file__).resolve().parent
+# Installed: the wheel maps the repository's models/ to aerd/models/. From a source tree: models/.
+MODELS_DIR = _PKG / "models" if (_PKG / "models").is_dir() else _PKG.parent / "models"
+
+
+def default_model_path() -> Path:
+    """The shipped default model's card (inside the installed package)."""
+    return MODELS_DIR / "default.json"
+
+
+def resolve_model_path(value: str | Path | None) -> Path:
+    """A card path from ``--model``: a .json/.onnx path, a bundle name in the shipped dir, or None."""
+    if value is None or str(value) == "":
+        return default_model_path()
+    p = Path(value)
+    if p.suffix == ".onnx":
+        p = p.with_suffix(".json")
+    elif p.suffix != ".json" and not p.exists():
+        shipped = MODELS_DIR / f"{value}.json"
+        if shipped.exists():
+            return shipped
+    return p
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The parts of a model card the runtime needs (the card holds more: metrics, data)."""
+
+    name: str
+    labels: tuple[str, ...]
+    features: FeatureSpec
+    window_s: float
+    hop_s: float
+    onnx_file: Path
+    onnx_sha256: str
+    min_audio_s: float
+    adaptation: dict[str, Any]
+    raw: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelCard":
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"{path}: model card not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"{path}: not a readable model card ({e})") from None
+        if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
+            raise ModelError(f"{path}: not an aerd model card (format != {CARD_FORMAT!r})")
+
+        def need(key: str, kind: type | tuple[type, ...]) -> Any:
+            if key not in raw:
+                raise ModelError(f"{path}: field {key!r} is missing")
+            if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
+                raise ModelError(f"{path}: field {key!r} has the wrong type")
+            return raw[key]
+
+        labels = need("labels", list)
+        if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+            raise ModelError(f"{path}: field 'labels' must be two or more distinct strings")
+        spec = FeatureSpec.from_dict(need("features", dict), where=f"{path}: features")
+        window_s, hop_s = float(need("window_s", (int, float))), float(need("hop_s", (int, float)))
+        if not 0 < hop_s <= window_s or window_s * spec.sample_rate < spec.n_fft:
+            raise ModelError(f"{path}: window_s/hop_s must satisfy 0 < hop_s <= window_s, window >= n_fft")
+        n = need("n_features", int)
+        if n != spec.n_features:
+            raise ModelError(f"{path}: n_features {n} does not match feature set ({spec.n_features})")
+        onnx_file = path.parent / need("onnx", str)
+        return cls(name=need("name", str), labels=tuple(labels), features=spec, window_s=window_s,
+                   hop_s=hop_s, onnx_file=onnx_file, onnx_sha256=str(raw.get("onnx_sha256", "")),
+                   min_audio_s=float(raw.get("min_audio_s", 1.0)),
+                   adaptation=dict(raw.get("adaptation") or {}), raw=raw)
+
+
+class Model:
+    """An ONNX session (one thread) plus its card. ``predict(x)`` -> probabilities (n, labels)."""
+
+    def __init__(self, card: ModelCard, onnx_file: Path | None = None):
+        import onnxruntime as ort
+
+        self.card = card
+        path = onnx_file or card.onnx_file
+        try:
+            blob = path.read_bytes()
+        except OSError as e:
+            raise ModelError(f"{path}: cannot read ONNX model ({e.strerror or e})") from None
+        digest = hashlib.sha256(blob).hexdigest()
+        if onnx_file is None and card.onnx_sha256 and digest != card.onnx_sha256:
+            raise ModelError(f"{path}: sha256 does not match the model card (file changed or corrupt)")
+        self.id = f"{card.name}@{digest[:12]}"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        try:
+            self._sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
+        inputs = self._sess.get_inputs()
+        if len(inputs) != 1 or inputs[0].shape[-1] != card.features.n_features:
+            raise ModelError(f"{path}: input shape {inputs[0].shape} does not match the card's "
+                             f"{card.features.n_features} features")
+        self._input = inputs[0].name
+        outs = [o.name for o in self._sess.get_outputs()]
+        self._out = "probabilities" if "probabilities" in outs else outs[-1]
+        probe = self.predict(np.zeros((1, card.features.n_features), np.float32))
+        if probe.shape != (1, len(card.labels)):
+            raise ModelError(f"{path}: output has {probe.shape[-1]} classes, card lists {len(card.labels)}")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
+        (p,) = self._sess.run([self._out], {self._input: x})
+        if isinstance(p, list):  # ZipMap output: list of dicts
+            p = np.array([[d[i] for i in range(len(self.card.labels))] for d in p], np.float32)
+        return np.asarray(p, dtype=np.float32)
+
+
+def load_model(value: str | Path | None) -> Model:
+    """Load and validate a bundle from a ``--model`` value."""
+    path = resolve_model_path(value)
+    card = ModelCard.load(path)
+    model = Model(card)
+    log.info("model %s: %d labels, features %s (%d), window %.2fs hop %.2fs",
+             model.id, len(card.labels), card.features.set, card.features.n_features,
+             card.window_s, card.hop_s)
+    return model

@@ -1,0 +1,160 @@
+"""A ZeroMQ XSUB/XPUB relay that fans events from many aerd daemons out to subscribers.
+
+Daemons connect their PUB sockets to the relay's frontend (XSUB, bound);
+listeners connect SUB sockets to the backend (XPUB, bound).  Subscriptions
+flow upstream, so daemons only send topics someone wants.  Either side may be
+a CURVE server (see :mod:`aerd.security`); non-local endpoints without CURVE
+are refused unless ``insecure`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from aerd.errors import ConfigError
+from aerd.security import CurveServer, apply_curve_server, check_endpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Relay endpoints, optional CURVE server settings per side, and high-water mark."""
+
+    frontend: str
+    backend: str
+    frontend_curve: CurveServer | None = None
+    backend_curve: CurveServer | None = None
+    insecure: bool = False
+    hwm: int = 10000
+
+
+class Relay:
+    """XSUB (frontend) -> XPUB (backend) proxy, stoppable from any thread or a signal handler.
+
+    Typical use::
+
+        with Relay(cfg) as relay:      # start(): bind both sides
+            signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+            relay.run()                # blocks until stop()
+    """
+
+    def __init__(self, cfg: RelayConfig, ctx: zmq.Context | None = None) -> None:
+        if cfg.hwm < 0:
+            raise ConfigError(f"--hwm {cfg.hwm} must be >= 0")
+        self.cfg = cfg
+        self._own_ctx = ctx is None
+        self._ctx = zmq.Context() if ctx is None else ctx
+        self._sockets: list[zmq.Socket] = []
+        self._front: zmq.Socket | None = None
+        self._back: zmq.Socket | None = None
+        self._control: zmq.Socket | None = None  # proxy side, used only by run()
+        self._stopper: zmq.Socket | None = None  # stop() side
+        self._auths: list[ThreadAuthenticator] = []
+        self._lock = threading.RLock()
+        self._running = threading.Event()
+        self._done = threading.Event()
+        self._stopped = False
+
+    def _bind(self, kind: int, endpoint: str, curve: CurveServer | None, option: str) -> zmq.Socket:
+        """Create, configure and bind one side; ConfigError names the endpoint on failure."""
+        sock = self._ctx.socket(kind)
+        self._sockets.append(sock)
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = self.cfg.hwm
+        if curve is not None:
+            auth = apply_curve_server(self._ctx, sock, curve)
+            if auth is not None and auth not in self._auths:
+                self._auths.append(auth)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise ConfigError(f"{option} {endpoint!r}: cannot bind: {exc.strerror}") from exc
+        log.info("relay %s bound on %s%s", option.lstrip("-"), endpoint,
+                 " (CURVE)" if curve is not None else "")
+        return sock
+
+    def start(self) -> None:
+        """Check and bind the frontend (XSUB) and backend (XPUB); ConfigError on failure."""
+        cfg = self.cfg
+        if self._sockets:
+            raise RuntimeError("relay already started")
+        try:
+            check_endpoint(cfg.frontend, curve=cfg.frontend_curve is not None,
+                           insecure=cfg.insecure, option="--frontend")
+            check_endpoint(cfg.backend, curve=cfg.backend_curve is not None,
+                           insecure=cfg.insecure, option="--backend")
+            self._front = self._bind(zmq.XSUB, cfg.frontend, cfg.frontend_curve, "--frontend")
+            self._back = self._bind(zmq.XPUB, cfg.backend, cfg.backend_curve, "--backend")
+            addr = f"inproc://aerd-relay-control-{id(self)}"
+            self._control = self._ctx.socket(zmq.PAIR)
+            self._control.linger = 0
+            self._control.bind(addr)
+            self._stopper = self._ctx.socket(zmq.PAIR)
+            self._stopper.linger = 0
+            self._stopper.connect(addr)
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self) -> None:
+        """Forward messages until stop() is called; then close the proxy sockets."""
+        if self._control is None:
+            raise RuntimeError("relay not started (call start() first)")
+        self._running.set()
+        try:
+            zmq.proxy_steerable(self._front, self._back, None, self._control)
+        finally:
+            self._close_sockets()
+            self._done.set()
+            log.info("relay stopped")
+
+    def stop(self) -> None:
+        """Ask run() to return; safe from another thread or a signal handler, idempotent."""
+        with self._lock:
+            if self._stopped or self._stopper is None:
+                return
+            self._stopped = True
+            try:
+                self._stopper.send(b"TERMINATE", zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("relay stop: could not signal the proxy: %s", exc)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop, wait up to ``timeout`` s for run() to finish, release sockets and authenticators.
+
+        The ZAP authenticator is shared per context (see aerd.security), so it
+        is stopped here even when the caller supplied ``ctx``.
+        """
+        self.stop()
+        if self._running.is_set() and not self._done.wait(timeout):
+            log.warning("relay: run() did not finish within %.1f s", timeout)
+            return  # sockets still in use by run(); leave them alone
+        self._close_sockets()
+        with self._lock:
+            if self._stopper is not None:
+                self._stopper.close(linger=0)
+                self._stopper = None
+        for auth in self._auths:
+            auth.stop()
+        self._auths.clear()
+        if self._own_ctx:
+            self._ctx.term()
+
+    def _close_sockets(self) -> None:
+        """Close the frontend, backend and proxy-side control sockets."""
+        for sock in [*self._sockets, self._control]:
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+
+    def __enter__(self) -> Relay:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,167 @@
+"""Audio sources for files and stdin; each hands out float32 mono blocks at the model rate.
+
+A source is read with ``read(timeout)``: an array of samples, ``None`` if no audio came
+within ``timeout`` (the daemon uses that tick for status and watchdog), and ``ended``
+turns True after the last block. The microphone lives in :mod:`aerd.mic` so that
+sounddevice (and PortAudio) are imported only when a microphone is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import AudioError
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
+
+
+class Resampler:
+    """Streaming resampler (soxr, high quality); a pass-through when the rates agree."""
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self.in_rate, self.out_rate = int(in_rate), int(out_rate)
+        self._stream = None
+        if self.in_rate != self.out_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
+                                               quality="HQ")
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._stream is None:
+            return x
+        return self._stream.resample_chunk(x, last=last)
+
+
+def to_mono(block: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) block; 1-D input is returned as is."""
+    if block.ndim == 1:
+        return block.astype(np.float32, copy=False)
+    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].astype(np.float32)
+
+
+class FileSource:
+    """An audio file (any rate, mono or stereo), replayed at real-time pace unless ``fast``."""
+
+    def __init__(self, path: str | Path, rate: int, fast: bool = False, block_s: float = 0.05):
+        import soundfile as sf
+
+        self.path = Path(path)
+        self.name = str(path)
+        try:
+            self._f = sf.SoundFile(str(self.path))
+        except FileNotFoundError:
+            raise AudioError(f"{path}: no such file") from None
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+        if self._f.frames == 0:
+            self._f.close()
+            raise AudioError(f"{path}: audio file is empty")
+        self.file_rate = self._f.samplerate
+        self.channels = self._f.channels
+        self._resample = Resampler(self.file_rate, rate)
+        self._block = max(1, int(round(block_s * self.file_rate)))
+        self.fast = fast
+        self.ended = False
+        self.state, self.detail = "ok", f"file {self.path.name}"
+        self.overflows = 0
+        self.bad_frames = 0
+        self._t0: float | None = None
+        self._pos = 0
+
+    @property
+    def duration(self) -> float:
+        return self._f.frames / self.file_rate
+
+    def read(self, timeout: float = 1.0) -> np.ndarray | None:
+        if self.ended:
+            return None
+        if not self.fast:
+            if self._t0 is None:
+                self._t0 = time.monotonic()
+            wait = self._t0 + (self._pos + self._block) / self.file_rate - time.monotonic()
+            if wait > timeout:
+                time.sleep(timeout)
+                return None
+            if wait > 0:
+                time.sleep(wait)
+        try:
+            data = self._f.read(self._block, dtype="float32", always_2d=True)
+        except (RuntimeError, OSError) as e:
+            self.bad_frames += 1
+            self.ended = True
+            self.state, self.detail = "ended", f"read error: {_short(e)}"
+            log.error("%s: read error, stopping this input (%s)", self.name, _short(e))
+            return self._resample(np.zeros(0, np.float32), last=True)
+        self._pos += len(data)
+        last = len(data) < self._block or self._pos >= self._f.frames
+        if last:
+            self.ended = True
+            self.state, self.detail = "ended", "end of file"
+        return self._resample(to_mono(data), last=last)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class StdinSource:
+    """Raw signed 16-bit little-endian PCM, interleaved ``channels``, at ``in_rate``."""
+
+    def __init__(self, stream: BinaryIO, in_rate: int, rate: int, channels: int = 1,
+                 block_s: float = 0.05):
+        self.name = "stdin"
+        self._stream = stream
+        self.channels = channels
+        self._frame_bytes = 2 * channels
+        self._block_bytes = max(1, int(round(block_s * in_rate))) * self._frame_bytes
+        self._resample = Resampler(in_rate, rate)
+        self._carry = b""
+        try:
+            self._fd: int | None = stream.fileno()
+        except (OSError, AttributeError, ValueError):
+            self._fd = None
+        self.ended = False
+        self.state, self.detail = "ok", "stdin"
+        self.overflows = 0
+        self.bad_frames = 0
+
+    def read(self, timeout: float = 1.0) -> np.ndarray | None:
+        if self.ended:
+            return None
+        if self._fd is not None:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+            if not ready:
+                return None
+            data = os.read(self._fd, self._block_bytes)
+        else:
+            data = self._stream.read(self._block_bytes)
+        if not data:
+            self.ended = True
+            self.state, self.detail = "ended", "end of input"
+            if self._carry:
+                self.bad_frames += 1
+                log.warning("stdin: %d trailing bytes are not a whole s16le frame; dropped", len(self._carry))
+            return self._resample(np.zeros(0, np.float32), last=True)
+        data = self._carry + data
+        whole = len(data) - len(data) % self._frame_bytes
+        self._carry = data[whole:]
+        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
+        return self._resample(to_mono(pcm.reshape(-1, self.channels)))
+
+    def close(self) -> None:
+        pass
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[-1] if text else type(e).__name__)[:160]

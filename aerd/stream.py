@@ -1,0 +1,117 @@
+"""Incremental windowing: audio chunks in, one feature vector per window hop out.
+
+Frames lie on one grid over the whole stream; a window ``k`` covers samples
+``[k*hop, k*hop + window)`` and exactly the frames inside it. When a window's last sample
+arrives, only the frames not computed yet (one window hop's worth) are analysed, in one
+batch, and appended to a fixed ring of frame rows; the window's statistics are then taken
+over that ring. Batches are cut at window ends, never at chunk ends, so the output is
+bit-identical whatever size the audio chunks arrive in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import FrameAnalyzer, extract_window, window_features
+from .featurespec import FeatureSpec
+
+
+@dataclass(frozen=True)
+class Window:
+    """One analysed window: its place in the stream and its features."""
+
+    index: int
+    start: float
+    """Stream time of the first sample, seconds."""
+    end: float
+    """Stream time just after the last sample, seconds."""
+    features: np.ndarray
+    speech: float
+    """Fraction of the window's frames that are speech."""
+
+
+class StreamExtractor:
+    """Feeds on audio chunks of any size (float32, mono, at the spec's rate)."""
+
+    def __init__(self, spec: FeatureSpec, window_s: float, hop_s: float,
+                 min_audio_s: float = 1.0):
+        self.spec = spec
+        self.analyzer = FrameAnalyzer(spec)
+        sr = spec.sample_rate
+        self.win = int(round(window_s * sr))
+        self.hop = int(round(hop_s * sr))
+        self.min_samples = int(round(min_audio_s * sr))
+        if self.win < spec.n_fft or self.hop <= 0:
+            raise ValueError("window shorter than one frame or hop not positive")
+        # Incremental frames need a grid shared by all windows; otherwise recompute each window.
+        self.incremental = (not spec.center) and self.hop % spec.hop_length == 0
+        self.n_frames = 1 + (self.win - spec.n_fft) // spec.hop_length
+        cap = max(self.win, self.hop + spec.n_fft) + spec.hop_length
+        self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float32)
+        self._buf_start = 0      # absolute sample index of _buf[0]
+        self._fill = 0           # valid samples in _buf
+        self._next_frame = 0     # first frame index not analysed yet
+        self._rows = np.zeros((self.n_frames, self.analyzer.width), dtype=np.float32)
+        self._k = 0              # next window index
+        self.samples_in = 0
+
+    def _window_end(self, k: int) -> int:
+        return k * self.hop + self.win
+
+    def push(self, chunk: np.ndarray) -> list[Window]:
+        """Add samples; returns the windows completed by them (often none)."""
+        x = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        out: list[Window] = []
+        pos = 0
+        while pos < len(x):
+            need = self._window_end(self._k) - (self._buf_start + self._fill)
+            take = min(need, len(x) - pos)
+            self._buf[self._fill : self._fill + take] = x[pos : pos + take]
+            self._fill += take
+            pos += take
+            self.samples_in += take
+            if take == need:
+                out.append(self._emit())
+        return out
+
+    def flush(self) -> list[Window]:
+        """At end of stream: a stream shorter than one window still yields one (shorter) window
+        if it holds at least ``min_audio_s`` of audio."""
+        if self._k > 0 or self.samples_in < max(self.min_samples, self.spec.n_fft):
+            return []
+        feats, speech = extract_window(self._buf[: self._fill], self.spec, self.analyzer)
+        self._k = 1
+        return [Window(0, 0.0, self._fill / self.spec.sample_rate, feats, speech)]
+
+    def _emit(self) -> Window:
+        k, sr, fh = self._k, self.spec.sample_rate, self.spec.hop_length
+        end = self._window_end(k)
+        if self.incremental:
+            last = (end - self.spec.n_fft) // fh
+            off = self._next_frame * fh - self._buf_start
+            frames = self.analyzer.frames(self._buf[off : self._fill])[: last + 1 - self._next_frame]
+            new = self.analyzer.analyze(frames)
+            n = len(new)
+            if n >= self.n_frames:
+                self._rows[:] = new[-self.n_frames :]
+            else:
+                self._rows[:-n] = self._rows[n:]
+                self._rows[-n:] = new
+            self._next_frame = last + 1
+            feats, speech = window_features(self._rows, self.analyzer)
+            keep_from = self._next_frame * fh
+        else:
+            start = end - self.win
+            off = start - self._buf_start
+            feats, speech = extract_window(self._buf[off : off + self.win], self.spec, self.analyzer)
+            keep_from = start + self.hop
+        drop = keep_from - self._buf_start
+        if drop > 0:
+            rest = self._fill - drop
+            self._buf[:rest] = self._buf[drop : self._fill]
+            self._fill = rest
+            self._buf_start = keep_from
+        self._k += 1
+        return Window(k, (end - self.win) / sr, end / sr, feats, speech)

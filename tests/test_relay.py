@@ -1,0 +1,187 @@
+"""Tests for aerd.relay: fan-in of several daemons, clean stop, CURVE, bind errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from aerd.errors import ConfigError
+from aerd.relay import Relay, RelayConfig
+from aerd.security import CurveClient, CurveServer, apply_curve_client, keygen
+
+
+def _event(device: str) -> list[bytes]:
+    return [b"emotion", json.dumps({"device_id": device, "label": "neutral"}).encode()]
+
+
+class RelayThread:
+    """Run a started Relay in a background thread; join within a timeout on exit."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.relay.run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+
+    def __enter__(self) -> RelayThread:
+        self.relay.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.relay.stop()
+        self.thread.join(timeout=2.0)
+        self.relay.close(timeout=1.0)
+        assert not self.thread.is_alive()
+        assert self.error is None
+
+
+def _collect(pubs: dict[str, zmq.Socket], sub: zmq.Socket, timeout: float) -> set[str]:
+    """Keep sending from every daemon stand-in until ``sub`` saw all devices or timeout."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and seen != set(pubs):
+        for device, pub in pubs.items():
+            if device not in seen:
+                pub.send_multipart(_event(device))
+        while sub.poll(50):
+            topic, payload = sub.recv_multipart()
+            assert topic == b"emotion"
+            seen.add(json.loads(payload)["device_id"])
+    return seen
+
+
+def _socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    return sock
+
+
+def test_relay_fans_in_two_daemons_and_stops_fast(tmp_path: Path) -> None:
+    front, back = f"ipc://{tmp_path}/front.sock", f"ipc://{tmp_path}/back.sock"
+    relay = Relay(RelayConfig(front, back, None, None, insecure=False, hwm=100))
+    ctx = zmq.Context()
+    try:
+        with RelayThread(relay) as rt:
+            pubs = {dev: _socket(ctx, zmq.PUB) for dev in ("a", "b")}
+            for pub in pubs.values():
+                pub.connect(front)
+            sub = _socket(ctx, zmq.SUB)
+            sub.setsockopt(zmq.SUBSCRIBE, b"emotion")
+            sub.connect(back)
+            assert _collect(pubs, sub, timeout=5.0) == {"a", "b"}
+            t0 = time.monotonic()
+            relay.stop()
+            rt.thread.join(timeout=1.0)
+            assert not rt.thread.is_alive(), "run() did not return within 1 s of stop()"
+            assert time.monotonic() - t0 < 1.0
+            relay.stop()  # idempotent
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_stop_before_run_makes_run_return(tmp_path: Path) -> None:
+    relay = Relay(RelayConfig(f"ipc://{tmp_path}/f", f"ipc://{tmp_path}/b", None, None, False))
+    relay.start()
+    relay.stop()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (relay.run(), done.set()), daemon=True)
+    thread.start()
+    assert done.wait(1.0)
+    relay.close(timeout=1.0)
+
+
+def test_run_without_start_is_an_error(tmp_path: Path) -> None:
+    relay = Relay(RelayConfig(f"ipc://{tmp_path}/f", f"ipc://{tmp_path}/b", None, None, False))
+    with pytest.raises(RuntimeError):
+        relay.run()
+    relay.close()
+
+
+def test_relay_curve_backend_only_serves_authorized(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    relay_pub, relay_sec = keygen(keys, "relay")
+    a_pub, a_sec = keygen(keys, "a")
+    _, b_sec = keygen(keys, "b")
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    shutil.copy(a_pub, authorized / "a.key")
+    front, back = f"ipc://{tmp_path}/front.sock", f"ipc://{tmp_path}/back.sock"
+    cfg = RelayConfig(front, back, None, CurveServer(relay_sec, authorized), insecure=False)
+    ctx = zmq.Context()
+    try:
+        with RelayThread(Relay(cfg)):
+            pub = _socket(ctx, zmq.PUB)
+            pub.connect(front)
+            subs = {}
+            for name, secret in (("a", a_sec), ("b", b_sec)):
+                subs[name] = _socket(ctx, zmq.SUB)
+                apply_curve_client(subs[name], CurveClient(relay_pub, secret))
+                subs[name].setsockopt(zmq.SUBSCRIBE, b"")
+                subs[name].connect(back)
+            assert _collect({"x": pub}, subs["a"], timeout=5.0) == {"x"}
+            assert _collect({"x": pub}, subs["b"], timeout=1.5) == set()
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_relay_curve_both_sides_keep_separate_keys(tmp_path: Path) -> None:
+    """Daemon -> relay XSUB (CURVE server, daemon keys) and relay XPUB -> listener (listener keys)."""
+    keys = tmp_path / "keys"
+    relay_pub, relay_sec = keygen(keys, "relay")
+    d_pub, d_sec = keygen(keys, "daemon")
+    l_pub, l_sec = keygen(keys, "listener")
+    daemons, listeners = tmp_path / "daemons", tmp_path / "listeners"
+    for directory, key in ((daemons, d_pub), (listeners, l_pub)):
+        directory.mkdir()
+        shutil.copy(key, directory / key.name)
+    front, back = f"ipc://{tmp_path}/front.sock", f"ipc://{tmp_path}/back.sock"
+    cfg = RelayConfig(front, back, CurveServer(relay_sec, daemons), CurveServer(relay_sec, listeners),
+                      insecure=False)
+    ctx = zmq.Context()
+    try:
+        with RelayThread(Relay(cfg)):
+            good, bad = _socket(ctx, zmq.PUB), _socket(ctx, zmq.PUB)
+            apply_curve_client(good, CurveClient(relay_pub, d_sec))
+            apply_curve_client(bad, CurveClient(relay_pub, l_sec))  # listener key is no daemon key
+            good.connect(front)
+            bad.connect(front)
+            sub = _socket(ctx, zmq.SUB)
+            apply_curve_client(sub, CurveClient(relay_pub, l_sec))
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(back)
+            assert _collect({"good": good}, sub, timeout=5.0) == {"good"}
+            assert _collect({"bad": bad}, sub, timeout=1.5) == set()
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_relay_refuses_remote_endpoint_without_curve(tmp_path: Path) -> None:
+    cfg = RelayConfig("tcp://0.0.0.0:5599", f"ipc://{tmp_path}/b", None, None, insecure=False)
+    with pytest.raises(ConfigError, match="--frontend.*CURVE"):
+        Relay(cfg).start()
+
+
+def test_relay_bind_in_use_port_names_endpoint(tmp_path: Path) -> None:
+    ctx = zmq.Context()
+    try:
+        holder = _socket(ctx, zmq.PUB)
+        holder.bind("tcp://127.0.0.1:*")
+        busy = holder.last_endpoint.decode()
+        relay = Relay(RelayConfig(f"ipc://{tmp_path}/f", busy, None, None, insecure=False))
+        with pytest.raises(ConfigError) as err:
+            relay.start()
+        assert busy in str(err.value) and "--backend" in str(err.value)
+    finally:
+        ctx.destroy(linger=0)

@@ -1,0 +1,234 @@
+"""Tests for aerd.security: endpoint classification, the CURVE guard, keygen and real CURVE."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from aerd.errors import ConfigError
+from aerd.security import (
+    CurveClient,
+    CurveServer,
+    apply_curve_client,
+    apply_curve_server,
+    check_endpoint,
+    is_local_endpoint,
+    keygen,
+)
+
+LOCAL = [
+    "ipc:///tmp/aerd.sock",
+    "inproc://events",
+    "tcp://127.0.0.1:5556",
+    "tcp://127.1.2.3:5556",
+    "tcp://localhost:5556",
+    "tcp://LOCALHOST:5556",
+    "tcp://[::1]:5556",
+    "tcp://::1:5556",
+    "tcp://127.0.0.1:*",
+    "tcp://[::ffff:127.0.0.1]:5556",
+    "tcp://eth0;127.0.0.1:5556",
+]
+REMOTE = [
+    "tcp://*:5556",
+    "tcp://0.0.0.0:5556",
+    "tcp://192.0.2.1:5556",
+    "tcp://[2001:db8::1]:5556",
+    "tcp://[::]:5556",
+    "tcp://eth0:5556",
+    "tcp://example.com:5556",
+    "tcp://127.0.0.1;192.0.2.1:5556",
+    "epgm://eth0;239.192.1.1:5555",
+]
+MALFORMED = ["", "127.0.0.1:5556", "tcp://", "tcp://127.0.0.1", "tcp://:5556",
+             "tcp://[::1]5556", "tcp://host:port", "bogus://x:1"]
+
+
+@pytest.mark.parametrize("endpoint", LOCAL)
+def test_local_endpoints(endpoint: str) -> None:
+    assert is_local_endpoint(endpoint) is True
+
+
+@pytest.mark.parametrize("endpoint", REMOTE)
+def test_remote_endpoints(endpoint: str) -> None:
+    assert is_local_endpoint(endpoint) is False
+
+
+@pytest.mark.parametrize("endpoint", MALFORMED)
+def test_malformed_endpoint_names_it(endpoint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        is_local_endpoint(endpoint)
+    assert repr(endpoint) in str(err.value)
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5556", "tcp://*:5556", "tcp://192.0.2.1:5556"])
+def test_check_endpoint_refuses_remote_without_curve(endpoint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_endpoint(endpoint, curve=False, insecure=False, option="--publish")
+    msg = str(err.value)
+    assert "CURVE" in msg and "--publish" in msg and endpoint in msg and "--insecure" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5556", "tcp://*:5556", "tcp://192.0.2.1:5556"])
+def test_check_endpoint_allows_remote_with_curve_or_insecure(
+    endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="aerd.security"):
+        check_endpoint(endpoint, curve=True, insecure=False)
+        assert not caplog.records
+        check_endpoint(endpoint, curve=False, insecure=True)
+    assert any(r.levelno == logging.WARNING and endpoint in r.getMessage() for r in caplog.records)
+
+
+def test_check_endpoint_local_needs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="aerd.security"):
+        check_endpoint("tcp://127.0.0.1:5556", curve=False, insecure=False)
+        check_endpoint("ipc:///tmp/x", curve=False, insecure=False)
+    assert not caplog.records
+
+
+def test_keygen_modes_and_refuses_overwrite(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    public, secret = keygen(keys, "daemon")
+    assert (public, secret) == (keys / "daemon.key", keys / "daemon.key_secret")
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(public.stat().st_mode) & 0o077 in (0o044, 0o000)
+    assert "secret-key" in secret.read_text() and "secret-key" not in public.read_text()
+    assert sorted(p.name for p in keys.iterdir()) == ["daemon.key", "daemon.key_secret"]
+    before = secret.read_bytes()
+    with pytest.raises(ConfigError, match="already exists"):
+        keygen(keys, "daemon")
+    assert secret.read_bytes() == before
+    public.unlink()  # half a pair is still refused
+    with pytest.raises(ConfigError, match="daemon.key_secret"):
+        keygen(keys, "daemon")
+    with pytest.raises(ConfigError):
+        keygen(keys, "../evil")
+
+
+def test_bad_key_files_name_the_file(tmp_path: Path) -> None:
+    public, secret = keygen(tmp_path / "k", "srv")
+    garbage = tmp_path / "garbage.key_secret"
+    garbage.write_text("this is not a certificate\n")
+    missing = tmp_path / "missing.key_secret"
+    ctx = zmq.Context()
+    try:
+        with ctx.socket(zmq.PUB) as sock:
+            for bad in (garbage, missing, public):  # public file has no secret key
+                with pytest.raises(ConfigError) as err:
+                    apply_curve_server(ctx, sock, CurveServer(bad, None))
+                assert str(bad) in str(err.value)
+            with pytest.raises(ConfigError) as err:
+                apply_curve_server(ctx, sock, CurveServer(secret, tmp_path / "nodir"))
+            assert str(tmp_path / "nodir") in str(err.value)
+            bad_dir = tmp_path / "clients"
+            bad_dir.mkdir()
+            (bad_dir / "x.key").write_text("curve\n    public-key = \"short\"\n")
+            with pytest.raises(ConfigError) as err:
+                apply_curve_server(ctx, sock, CurveServer(secret, bad_dir))
+            assert str(bad_dir / "x.key") in str(err.value)
+        with ctx.socket(zmq.SUB) as sock:
+            with pytest.raises(ConfigError) as err:
+                apply_curve_client(sock, CurveClient(public, garbage))
+            assert str(garbage) in str(err.value)
+            with pytest.raises(ConfigError) as err:
+                apply_curve_client(sock, CurveClient(missing, secret))
+            assert str(missing) in str(err.value)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def _publish_until(pub: zmq.Socket, sub: zmq.Socket, timeout: float) -> list[bytes] | None:
+    """Send an emotion event repeatedly until ``sub`` receives one or ``timeout`` passes."""
+    payload = json.dumps({"device_id": "a", "label": "happy"}).encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.send_multipart([b"emotion", payload])
+        if sub.poll(100):
+            return sub.recv_multipart()
+    return None
+
+
+@pytest.fixture()
+def curve_keys(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    """Server key pair, client A (authorized), client B (unknown); authorized dir holds A."""
+    keys = {name: keygen(tmp_path / "keys", name) for name in ("server", "a", "b")}
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    (authorized / "a.key").write_bytes(keys["a"][0].read_bytes())
+    keys["authorized"] = (authorized, authorized)
+    return keys
+
+
+def _sub(ctx: zmq.Context, endpoint: str, server_public: Path, secret: Path) -> zmq.Socket:
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    apply_curve_client(sub, CurveClient(server_public, secret))
+    sub.setsockopt(zmq.SUBSCRIBE, b"emotion")
+    sub.connect(endpoint)
+    return sub
+
+
+def test_real_curve_authorized_and_unknown_client(curve_keys: dict) -> None:
+    ctx = zmq.Context()
+    auth = None
+    try:
+        pub = ctx.socket(zmq.PUB)
+        pub.linger = 0
+        server = CurveServer(curve_keys["server"][1], curve_keys["authorized"][0])
+        auth = apply_curve_server(ctx, pub, server)
+        assert auth is not None and auth.is_alive()
+        assert pub.curve_server
+        pub.bind("tcp://127.0.0.1:*")
+        endpoint = pub.last_endpoint.decode()
+        assert endpoint.startswith("tcp://127.0.0.1:")
+        server_public = curve_keys["server"][0]
+        sub_a = _sub(ctx, endpoint, server_public, curve_keys["a"][1])
+        sub_b = _sub(ctx, endpoint, server_public, curve_keys["b"][1])
+        got = _publish_until(pub, sub_a, timeout=5.0)
+        assert got is not None, "authorized client A received nothing"
+        assert got[0] == b"emotion" and json.loads(got[1])["device_id"] == "a"
+        assert _publish_until(pub, sub_b, timeout=1.5) is None, "unknown client B got events"
+        # a client that does not speak CURVE at all gets nothing either
+        plain = ctx.socket(zmq.SUB)
+        plain.linger = 0
+        plain.setsockopt(zmq.SUBSCRIBE, b"")
+        plain.connect(endpoint)
+        assert _publish_until(pub, plain, timeout=1.0) is None
+        # a second server socket on the same context without an authorized dir
+        # accepts any key (its own ZAP domain), while the first still refuses B
+        pub2 = ctx.socket(zmq.PUB)
+        pub2.linger = 0
+        assert apply_curve_server(ctx, pub2, CurveServer(curve_keys["server"][1], None)) is None
+        pub2.bind("tcp://127.0.0.1:*")
+        sub_b2 = _sub(ctx, pub2.last_endpoint.decode(), server_public, curve_keys["b"][1])
+        assert _publish_until(pub2, sub_b2, timeout=5.0) is not None
+        assert _publish_until(pub, sub_b, timeout=0.5) is None
+    finally:
+        if auth is not None:
+            auth.stop()
+        ctx.destroy(linger=0)
+
+
+def test_authorized_socket_fails_closed_without_authenticator(curve_keys: dict) -> None:
+    ctx = zmq.Context()
+    try:
+        pub = ctx.socket(zmq.PUB)
+        pub.linger = 0
+        server = CurveServer(curve_keys["server"][1], curve_keys["authorized"][0])
+        auth = apply_curve_server(ctx, pub, server)
+        assert auth is not None
+        auth.stop()
+        pub.bind("tcp://127.0.0.1:*")
+        sub_a = _sub(ctx, pub.last_endpoint.decode(), curve_keys["server"][0], curve_keys["a"][1])
+        assert _publish_until(pub, sub_a, timeout=1.5) is None
+    finally:
+        ctx.destroy(linger=0)

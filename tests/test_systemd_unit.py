@@ -1,0 +1,134 @@
+"""systemd/aerd.service: required directives, and `systemd-analyze verify` is clean."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "aerd.service"
+EXEC_START = "ExecStart=/opt/aerd/bin/aerd run --config /etc/aerd/aerd.toml"
+
+
+def parse(text: str) -> dict[tuple[str, str], list[str]]:
+    """(section, key) -> values in order; comments and blanks skipped."""
+    out: dict[tuple[str, str], list[str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {raw!r}"
+        out.setdefault((section, key.strip()), []).append(value.strip())
+    return out
+
+
+@pytest.fixture(scope="module")
+def directives() -> dict[tuple[str, str], list[str]]:
+    return parse(UNIT.read_text())
+
+
+EXPECTED = {
+    "Type": "notify",
+    "NotifyAccess": "main",
+    "ExecReload": "/bin/kill -HUP $MAINPID",
+    "WatchdogSec": "30",
+    "Restart": "on-failure",
+    "RestartSec": "5",
+    "TimeoutStopSec": "10",
+    "DynamicUser": "yes",
+    "SupplementaryGroups": "audio",
+    "StateDirectory": "aerd",
+    "ConfigurationDirectory": "aerd",
+    "UMask": "0077",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "no",
+    "DevicePolicy": "closed",
+    "DeviceAllow": "char-alsa rw",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    "SystemCallFilter": "@system-service",
+    "SystemCallArchitectures": "native",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictNamespaces": "yes",
+    "LockPersonality": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+}
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_service_directive(directives, key):
+    assert directives.get(("Service", key)) == [EXPECTED[key]]
+
+
+def test_exec_start_and_install(directives):
+    assert directives[("Service", "ExecStart")] == [EXEC_START.partition("=")[2]]
+    assert directives[("Install", "WantedBy")] == ["multi-user.target"]
+    assert directives[("Service", "RestrictRealtime")][0] in {"yes", "no"}
+
+
+def test_environment(directives):
+    words = " ".join(directives[("Service", "Environment")]).split()
+    for item in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "PYTHONUNBUFFERED=1"):
+        assert item in words
+
+
+def test_no_memory_deny_write_execute(directives):
+    assert not any(key == "MemoryDenyWriteExecute" for _, key in directives)
+    # ...and the reason is written down next to where it would go.
+    assert "MemoryDenyWriteExecute" in UNIT.read_text() and "cffi" in UNIT.read_text()
+
+
+def runnable_exec_start() -> str:
+    """ExecStart pointing at something that exists on this machine."""
+    script = Path(sys.executable).parent / "aerd"
+    found = str(script) if script.exists() else shutil.which("aerd")
+    cmd = found if found else f"{sys.executable} -m aerd"
+    return f"ExecStart={cmd} run --config /etc/aerd/aerd.toml"
+
+
+def verify(unit_text: str, tmp_path: Path) -> list[str]:
+    """Run `systemd-analyze verify` on *unit_text*; return the problems found."""
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "aerd.service"
+    unit.write_text(unit_text)
+    helptext = subprocess.run([tool, "verify", "--help"], capture_output=True, text=True).stdout
+    cmd = [tool, "verify"] + (["--man=no"] if "--man" in helptext else []) + [str(unit)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    output = (proc.stdout + proc.stderr).splitlines()
+    problems = [line for line in output if "aerd.service" in line]
+    if proc.returncode != 0:
+        problems.append(f"exit status {proc.returncode}: {output}")
+    return problems
+
+
+def localized(text: str) -> str:
+    """The unit with only ExecStart rewritten; every other line identical."""
+    lines = text.splitlines(keepends=True)
+    assert sum(line.rstrip("\n") == EXEC_START for line in lines) == 1
+    return "".join(runnable_exec_start() + "\n" if line.rstrip("\n") == EXEC_START else line
+                   for line in lines)
+
+
+def test_systemd_analyze_verify(tmp_path):
+    assert verify(localized(UNIT.read_text()), tmp_path) == []
+
+
+def test_verify_harness_catches_mistakes(tmp_path):
+    broken = localized(UNIT.read_text()).replace("WatchdogSec=30", "WatchdogSecs=30")
+    assert any("WatchdogSecs" in p for p in verify(broken, tmp_path))
