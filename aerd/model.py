@@ -99,52 +99,75 @@ class ModelCard:
 class Model:
     """An ONNX session (one thread) plus its card. ``predict(x)`` -> probabilities (n, labels)."""
 
-    def __init__(self, card: ModelCard, onnx_file: Path | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, card: ModelCard, onnx_file: Path | None = None, adapt: bool = False):
         self.card = card
         path = onnx_file or card.onnx_file
+        self.id, self._sess, self._input, self._out = self._open(path, card.onnx_sha256 if onnx_file is None else "")
+        self._adapted = None
+        if adapt and card.adaptation.get("onnx"):
+            apath = card.onnx_file.parent / str(card.adaptation["onnx"])
+            self._adapted = self._open(apath, str(card.adaptation.get("onnx_sha256", "")))
+        probe = self.predict(np.zeros((1, card.features.n_features), np.float32))
+        if probe.shape != (1, len(card.labels)):
+            raise ModelError(f"{path}: output has {probe.shape[-1]} classes, card lists {len(card.labels)}")
+        if self._adapted is not None:
+            probe = self.predict(np.zeros((1, card.features.n_features), np.float32), adapted=True)
+            if probe.shape != (1, len(card.labels)):
+                raise ModelError(f"{card.adaptation['onnx']}: adapted model output does not match the labels")
+
+    @property
+    def can_adapt(self) -> bool:
+        """True when the bundle has an adapted graph and it was loaded."""
+        return self._adapted is not None
+
+    def _open(self, path: Path, sha256: str) -> tuple:
+        import onnxruntime as ort
+
+        card = self.card
         try:
             blob = path.read_bytes()
         except OSError as e:
             raise ModelError(f"{path}: cannot read ONNX model ({e.strerror or e})") from None
         digest = hashlib.sha256(blob).hexdigest()
-        if onnx_file is None and card.onnx_sha256 and digest != card.onnx_sha256:
+        if sha256 and digest != sha256:
             raise ModelError(f"{path}: sha256 does not match the model card (file changed or corrupt)")
-        self.id = f"{card.name}@{digest[:12]}"
+        model_id = f"{card.name}@{digest[:12]}"
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         try:
-            self._sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
-        inputs = self._sess.get_inputs()
+        inputs = sess.get_inputs()
         if len(inputs) != 1 or inputs[0].shape[-1] != card.features.n_features:
             raise ModelError(f"{path}: input shape {inputs[0].shape} does not match the card's "
                              f"{card.features.n_features} features")
-        self._input = inputs[0].name
-        outs = [o.name for o in self._sess.get_outputs()]
-        self._out = "probabilities" if "probabilities" in outs else outs[-1]
-        probe = self.predict(np.zeros((1, card.features.n_features), np.float32))
-        if probe.shape != (1, len(card.labels)):
-            raise ModelError(f"{path}: output has {probe.shape[-1]} classes, card lists {len(card.labels)}")
+        outs = [o.name for o in sess.get_outputs()]
+        return model_id, sess, inputs[0].name, ("probabilities" if "probabilities" in outs else outs[-1])
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, adapted: bool = False) -> np.ndarray:
+        """Class probabilities (n, labels); ``adapted`` uses the graph for normalised features."""
         x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
-        (p,) = self._sess.run([self._out], {self._input: x})
+        if adapted:
+            if self._adapted is None:
+                raise ModelError(f"{self.card.name}: no adapted model loaded")
+            _, sess, inp, out = self._adapted
+        else:
+            sess, inp, out = self._sess, self._input, self._out
+        (p,) = sess.run([out], {inp: x})
         if isinstance(p, list):  # ZipMap output: list of dicts
             p = np.array([[d[i] for i in range(len(self.card.labels))] for d in p], np.float32)
         return np.asarray(p, dtype=np.float32)
 
 
-def load_model(value: str | Path | None) -> Model:
-    """Load and validate a bundle from a ``--model`` value."""
+def load_model(value: str | Path | None, adapt: bool = False) -> Model:
+    """Load and validate a bundle from a ``--model`` value (and its adapted graph if asked)."""
     path = resolve_model_path(value)
     card = ModelCard.load(path)
-    model = Model(card)
+    model = Model(card, adapt=adapt)
     log.info("model %s: %d labels, features %s (%d), window %.2fs hop %.2fs",
              model.id, len(card.labels), card.features.set, card.features.n_features,
              card.window_s, card.hop_s)

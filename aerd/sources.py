@@ -58,6 +58,10 @@ class FileSource:
 
         self.path = Path(path)
         self.name = str(path)
+        if not self.path.exists():
+            raise AudioError(f"{path}: no such file")
+        if self.path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
         try:
             self._f = sf.SoundFile(str(self.path))
         except FileNotFoundError:

@@ -1,0 +1,59 @@
+"""Persistence of the per-device adaptation state in the state directory.
+
+One JSON file per model name (``adapt-<name>.json``), written atomically; a missing or
+unreadable file starts a fresh adapter (logged), it never stops the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import AdaptSettings
+from .model import Model
+
+log = logging.getLogger(__name__)
+
+
+class AdaptStore:
+    def __init__(self, directory: Path, settings: AdaptSettings):
+        self.directory = Path(directory)
+        self.settings = settings
+
+    def path(self, model: Model) -> Path:
+        return self.directory / f"adapt-{model.card.name}.json"
+
+    def load(self, model: Model) -> Any:
+        """A fresh adapter for ``model``, with the saved statistics if there are any."""
+        if not self.settings.enabled or not model.can_adapt:
+            return None
+        from .adapt import from_card
+
+        adapter = from_card(model.card)
+        p = self.path(model)
+        if self.settings.persist and p.exists():
+            try:
+                adapter.load_state_dict(json.loads(p.read_text(encoding="utf-8")))
+                log.info("adaptation state loaded from %s", p)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("%s: ignoring unreadable adaptation state (%s)", p, e)
+                adapter = from_card(model.card)
+        return adapter
+
+    def save(self, model: Model, adapter: Any) -> None:
+        if not self.settings.persist:
+            return
+        p = self.path(model)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".adapt-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(adapter.state_dict(), f)
+            os.replace(tmp, p)
+            log.info("adaptation state saved to %s", p)
+        except OSError as e:
+            log.warning("%s: cannot save adaptation state (%s)", p, e)

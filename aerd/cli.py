@@ -1,0 +1,267 @@
+"""Command line: parses arguments and wires the stages together; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__, config
+from .errors import AerdError, AudioError, ConfigError
+
+log = logging.getLogger("aerd")
+
+# CLI flag -> (dotted setting, argparse kwargs)
+RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--input": ("input.source", dict(help="mic (default), an audio file, or - for s16le PCM on stdin")),
+    "--device": ("input.device", dict(help="microphone index or name substring (see `aerd devices`)")),
+    "--rate": ("input.rate", dict(type=int, help="sample rate of stdin PCM (default 16000)")),
+    "--channels": ("input.channels", dict(type=int, help="channels of stdin PCM (default 1)")),
+    "--fast": ("input.fast", dict(action="store_const", const=True, help="files: as fast as possible")),
+    "--model": ("model.path", dict(help="model card (.json), .onnx, or shipped model name")),
+    "--endpoint": ("publish.endpoint", dict(help="ZeroMQ endpoint to bind (default tcp://127.0.0.1:5556)")),
+    "--device-id": ("publish.device_id", dict(help="device id in every event (default: host name)")),
+    "--status-interval": ("publish.status_interval", dict(type=float, help="seconds between status events")),
+    "--sndhwm": ("publish.sndhwm", dict(type=int, help="send high-water mark (messages)")),
+    "--curve-secret": ("publish.curve_secret", dict(help="CURVE secret key file of this socket")),
+    "--curve-clients": ("publish.curve_clients", dict(help="directory of authorised client public keys")),
+    "--curve-server": ("publish.curve_server", dict(help="public key file of the relay to connect to")),
+    "--insecure": ("publish.insecure", dict(action="store_const", const=True,
+                                            help="allow a non-loopback endpoint without CURVE")),
+    "--no-adapt": ("adapt.enabled", dict(action="store_const", const=False,
+                                         help="no per-device feature adaptation")),
+    "--state-dir": ("service.state_dir", dict(help="state directory (default $STATE_DIRECTORY)")),
+    "--log-level": ("service.log_level", dict(help="debug, info, warning or error")),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aerd", description="Audio emotion recognition daemon.")
+    p.add_argument("--version", action="version", version=f"aerd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", help="TOML config file; flags override it")
+    for flag, (_, kw) in RUN_FLAGS.items():
+        run.add_argument(flag, default=None, **kw)
+    run.add_argument("--connect", metavar="ENDPOINT", default=None,
+                     help="connect the PUB socket to ENDPOINT (an `aerd relay` frontend) instead of binding")
+    run.add_argument("--wait-subscriber", type=float, default=0.0, metavar="S",
+                     help="before reading the input, wait up to S seconds for a subscriber")
+
+    cl = sub.add_parser("classify", help="classify audio files, one JSON line each")
+    cl.add_argument("files", nargs="+", metavar="FILE")
+    cl.add_argument("--model", default=None, help="model card (.json), .onnx, or shipped model name")
+    cl.add_argument("--adapt", action="store_true", help="adapt to the files' speaker(s) in order")
+    cl.add_argument("--min-speech", type=float, default=config.DecisionSettings.min_speech)
+
+    li = sub.add_parser("listen", help="print events as JSON lines")
+    li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
+    li.add_argument("--count", type=int, default=None, help="exit 0 after N emotion events")
+    li.add_argument("--timeout", type=float, default=None, help="exit 1 if they did not arrive in S s")
+    li.add_argument("--topic", action="append", choices=["emotion", "status"],
+                    help="only these topics (default both)")
+    li.add_argument("--pretty", action="store_true", help="live terminal view")
+    li.add_argument("--server-key", help="CURVE: the daemon's (or relay's) public key file")
+    li.add_argument("--key", help="CURVE: this subscriber's secret key file")
+
+    sub.add_parser("devices", help="list input devices")
+
+    kg = sub.add_parser("keygen", help="make a CURVE key pair")
+    kg.add_argument("directory")
+    kg.add_argument("--name", default="aerd")
+
+    re = sub.add_parser("relay", help="XSUB/XPUB proxy for a fleet of daemons")
+    re.add_argument("--frontend", required=True, help="endpoint daemons --connect to")
+    re.add_argument("--backend", required=True, help="endpoint subscribers connect to")
+    re.add_argument("--frontend-secret", help="CURVE secret key for the frontend")
+    re.add_argument("--frontend-clients", help="authorised daemon public keys (directory)")
+    re.add_argument("--backend-secret", help="CURVE secret key for the backend")
+    re.add_argument("--backend-clients", help="authorised subscriber public keys (directory)")
+    re.add_argument("--insecure", action="store_true")
+    re.add_argument("--log-level", default="info")
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stdout, level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def run_settings(args: argparse.Namespace) -> config.Settings:
+    overrides = {dotted: getattr(args, flag[2:].replace("-", "_"))
+                 for flag, (dotted, _) in RUN_FLAGS.items()}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.connect is not None:
+        overrides["publish.endpoint"] = args.connect
+        overrides["publish.connect"] = True
+    return config.load(args.config, overrides)
+
+
+def state_dir(settings: config.Settings) -> Path:
+    if settings.service.state_dir:
+        return Path(settings.service.state_dir)
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    return Path.home() / ".local" / "state" / "aerd"
+
+
+def build_source(s: config.Settings, rate: int):
+    src = s.input.source
+    if src == "mic":
+        from .mic import MicSource
+
+        return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s)
+    from .sources import FileSource, StdinSource
+
+    if src == "-":
+        return StdinSource(sys.stdin.buffer, s.input.rate, rate, s.input.channels, s.input.block_s)
+    return FileSource(src, rate, fast=s.input.fast, block_s=s.input.block_s)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .adaptstate import AdaptStore
+    from .daemon import Daemon
+    from .model import load_model
+    from .notify import Notifier
+    from .pipeline import Pipeline
+    from .publisher import Publisher
+
+    s = run_settings(args)
+    _setup_logging(s.service.log_level)
+    model = load_model(s.model.path or None, adapt=s.adapt.enabled)
+    store = AdaptStore(state_dir(s), s.adapt) if model.can_adapt else None
+    publisher = Publisher(s.publish)
+    try:
+        source = build_source(s, model.card.features.sample_rate)
+    except AerdError:
+        publisher.close()
+        raise
+    device_id = s.publish.device_id or socket.gethostname()
+
+    def reload() -> Any:
+        try:
+            new = run_settings(args)
+            m = load_model(new.model.path or None, adapt=new.adapt.enabled)
+        except AerdError as e:
+            log.error("reload failed, keeping the running pipeline: %s", e)
+            return None
+        if new.publish != s.publish or new.input != s.input:
+            log.warning("reload: [input] and [publish] changes need a restart; applied the rest")
+        st = AdaptStore(state_dir(new), new.adapt) if m.can_adapt else None
+        return Pipeline(m, new.decision, st.load(m) if st else None)
+
+    def on_stop(p: Pipeline) -> None:
+        if store is not None and p.adapter is not None:
+            store.save(p.model, p.adapter)
+
+    daemon = Daemon(source, Pipeline(model, s.decision, store.load(model) if store else None),
+                    publisher, device_id, s.publish.status_interval, Notifier.from_env(),
+                    reload=reload, on_stop=on_stop)
+    daemon.install_signal_handlers()
+    try:
+        if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(args.wait_subscriber):
+            log.warning("no subscriber within %.1f s; starting anyway", args.wait_subscriber)
+        return daemon.run()
+    finally:
+        source.close()
+        publisher.close()
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classify import classify_file
+    from .model import load_model
+
+    _setup_logging("warning")
+    model = load_model(args.model, adapt=args.adapt)
+    adapter = None
+    if args.adapt:
+        from .adapt import from_card
+
+        adapter = from_card(model.card) if model.can_adapt else None
+        if adapter is None:
+            raise ConfigError(f"--adapt: model {model.card.name} has no adapted graph")
+    failed = 0
+    for f in args.files:
+        try:
+            res = classify_file(f, model, args.min_speech, adapter)
+        except AudioError as e:
+            print(f"aerd classify: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps(res.to_dict()), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from .listen import curve_client_from_args, listen
+
+    return listen(args.endpoint, args.count, args.timeout, args.topic or ["emotion", "status"],
+                  pretty=args.pretty, curve=curve_client_from_args(args.server_key, args.key))
+
+
+def cmd_devices(_args: argparse.Namespace) -> int:
+    from .mic import list_devices
+
+    devices = list_devices()
+    if not devices:
+        print("no input devices found", file=sys.stderr)
+        return 1
+    for d in devices:
+        print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['default_rate']:.0f} Hz)")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .security import keygen
+
+    public, secret = keygen(Path(args.directory), args.name)
+    print(f"public key: {public}\nsecret key: {secret}")
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    import signal
+
+    from .relay import Relay, RelayConfig
+    from .security import CurveServer
+
+    _setup_logging(args.log_level)
+
+    def curve(secret: str | None, clients: str | None) -> CurveServer | None:
+        if clients and not secret:
+            raise ConfigError("relay: a --*-clients directory needs the matching --*-secret")
+        return CurveServer(Path(secret), Path(clients) if clients else None) if secret else None
+
+    cfg = RelayConfig(args.frontend, args.backend, curve(args.frontend_secret, args.frontend_clients),
+                      curve(args.backend_secret, args.backend_clients), args.insecure)
+    with Relay(cfg) as relay:
+        signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+        signal.signal(signal.SIGINT, lambda *_: relay.stop())
+        log.info("relay: daemons -> %s, subscribers <- %s", args.frontend, args.backend)
+        relay.run()
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "classify": cmd_classify, "listen": cmd_listen, "devices": cmd_devices,
+            "keygen": cmd_keygen, "relay": cmd_relay}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AerdError as e:
+        print(f"aerd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The daemon loop: source -> pipeline -> publisher, with health, signals and sd_notify.
+
+One thread does the work; the microphone's PortAudio thread only fills a ring buffer.
+The loop never waits on a subscriber (PUB drops at its high-water mark, sends are
+non-blocking) and wakes at least every ``tick_s`` to publish status and feed the
+systemd watchdog — which it feeds only while audio is actually being processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .events import EmotionEvent, StatusEvent
+from .notify import Notifier, WatchdogGate
+from .pipeline import Pipeline, Result
+from .publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    audio_s: float = 0.0
+    events: int = 0
+    bad_frames: int = 0
+
+
+class Daemon:
+    """Wires one source, one pipeline and one publisher. ``run()`` returns the exit status."""
+
+    def __init__(self, source: Any, pipeline: Pipeline, publisher: Publisher, device_id: str,
+                 status_interval: float = 5.0, notifier: Notifier | None = None,
+                 reload: Callable[[], Pipeline | None] | None = None,
+                 on_stop: Callable[[Pipeline], None] | None = None, tick_s: float = 0.25):
+        self.source = source
+        self.pipeline = pipeline
+        self.publisher = publisher
+        self.device_id = device_id
+        self.status_interval = status_interval
+        self.notifier = notifier or Notifier.from_env({})
+        self.gate = WatchdogGate(self.notifier)
+        self._reload = reload
+        self._on_stop = on_stop
+        self.tick_s = tick_s
+        self.counters = Counters()
+        self._seq = 0
+        self._stop = False
+        self._hup = False
+        self._ready = False
+        self._t0 = time.monotonic()
+        self._next_status = 0.0
+        self._input_state = ""
+
+    # -- signals ------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            self._hup = True
+        else:
+            self._stop = True
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    # -- events -------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def status_event(self, state: str = "running") -> StatusEvent:
+        p, src = self.pipeline, self.source
+        return StatusEvent(
+            seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id, state=state,
+            input=src.state, detail=src.detail, uptime=round(time.monotonic() - self._t0, 3),
+            audio_s=round(self.counters.audio_s, 3), windows=p.windows, speech_windows=p.speech_windows,
+            events=self.counters.events, overflows=src.overflows, dropped=self.publisher.dropped,
+            bad_frames=src.bad_frames, model=p.model.id)
+
+    def _publish_status(self, state: str = "running") -> None:
+        ev = self.status_event(state)
+        self.publisher.send(ev)
+        self.notifier.status(f"{state}; input {ev.input}; {ev.windows} windows, {ev.events} events, "
+                             f"{ev.overflows} overflows")
+        self._next_status = time.monotonic() + self.status_interval
+
+    def _publish_results(self, results: list[Result]) -> None:
+        for r in results:
+            if r.decision is None:
+                continue
+            d = r.decision
+            self.publisher.send(EmotionEvent(
+                seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id,
+                start=round(r.window.start, 3), end=round(r.window.end, 3), label=d.label,
+                confidence=round(d.confidence, 4), probs=d.probs, model=self.pipeline.model.id,
+                speech=round(r.window.speech, 3), adapted=r.adapted))
+            self.counters.events += 1
+
+    # -- loop ---------------------------------------------------------------------------
+    def _do_reload(self) -> None:
+        self._hup = False
+        self.notifier.reloading()
+        if self._reload is not None:
+            new = self._reload()
+            if new is not None:
+                if self._on_stop is not None:
+                    self._on_stop(self.pipeline)
+                self.pipeline = new
+                log.info("reloaded: model %s", new.model.id)
+        self.notifier.ready()
+        self._publish_status("reloaded")
+
+    def run(self) -> int:
+        src = self.source
+        self._input_state = src.state
+        self._publish_status("starting")
+        rate = self.pipeline.model.card.features.sample_rate
+        while not self._stop:
+            if self._hup:
+                self._do_reload()
+            block = src.read(timeout=self.tick_s)
+            if block is not None and len(block):
+                self.counters.audio_s += len(block) / rate
+                self._publish_results(self.pipeline.push(block))
+                self.gate.progress()
+                if not self._ready:
+                    self._ready = True
+                    self.notifier.ready()
+                    log.info("audio flowing from %s", src.name)
+            if src.state != self._input_state:
+                if self._input_state:
+                    log.info("input %s: %s", src.state, src.detail)
+                self._input_state = src.state
+                self._publish_status()
+            if src.ended:
+                self._publish_results(self.pipeline.flush())
+                break
+            now = time.monotonic()
+            if now >= self._next_status:
+                self._publish_status()
+            self.publisher.poll_subscriptions()
+            self.gate.maybe_ping(now)
+        self.notifier.stopping()
+        self._publish_status("stopping")
+        if self._on_stop is not None:
+            self._on_stop(self.pipeline)
+        log.info("stopped after %.1f s of audio, %d windows, %d events", self.counters.audio_s,
+                 self.pipeline.windows, self.counters.events)
+        return 0

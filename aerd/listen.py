@@ -1,0 +1,83 @@
+"""`aerd listen`: a subscriber that prints events as JSON lines (or a live terminal view)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import zmq
+
+from .errors import ConfigError
+from .events import EmotionEvent, EventError, from_frames
+from .security import CurveClient, apply_curve_client
+
+
+def _bar(p: float, width: int = 30) -> str:
+    n = int(round(p * width))
+    return "#" * n + "." * (width - n)
+
+
+def render_pretty(ev: EmotionEvent) -> str:
+    lines = [f"\x1b[H\x1b[2J{ev.device_id}  {ev.start:8.1f}-{ev.end:.1f}s  "
+             f"{ev.label.upper()}  {ev.confidence:.0%}"]
+    for label, p in sorted(ev.probs.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {label:<10} {_bar(p)} {p:5.1%}")
+    return "\n".join(lines)
+
+
+def listen(endpoint: str, count: int | None, timeout: float | None, topics: list[str],
+           out: TextIO = sys.stdout, pretty: bool = False, curve: CurveClient | None = None,
+           ctx: zmq.Context | None = None) -> int:
+    """Print events until ``count`` emotion events arrived (exit 0) or ``timeout`` passed (exit 1)."""
+    own = ctx is None
+    ctx = ctx or zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    try:
+        sock.rcvhwm = 10000
+        sock.linger = 0
+        if curve is not None:
+            apply_curve_client(sock, curve)
+        for t in topics:
+            sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as e:
+            raise ConfigError(f"--endpoint {endpoint}: cannot connect ({e.strerror})") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen = 0
+        while count is None or seen < count:
+            wait = 1000 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
+            if deadline is not None and wait <= 0:
+                print(f"aerd listen: timeout: {seen} of {count if count else 'any'} emotion events "
+                      f"within {timeout:g} s", file=sys.stderr)
+                return 1
+            if not sock.poll(min(wait, 1000), zmq.POLLIN):
+                continue
+            frames = sock.recv_multipart()
+            try:
+                ev = from_frames(frames)
+            except EventError as e:
+                print(f"aerd listen: skipping a bad message: {e}", file=sys.stderr)
+                continue
+            if isinstance(ev, EmotionEvent):
+                seen += 1
+            if pretty and isinstance(ev, EmotionEvent):
+                print(render_pretty(ev), file=out, flush=True)
+            elif not pretty:
+                print(json.dumps({"topic": ev.topic.decode(), **ev.to_dict()}), file=out, flush=True)
+        return 0
+    finally:
+        sock.close()
+        if own:
+            ctx.term()
+
+
+def curve_client_from_args(server_key: str | None, key: str | None) -> CurveClient | None:
+    if not server_key and not key:
+        return None
+    if not (server_key and key):
+        raise ConfigError("--server-key and --key must be given together for CURVE")
+    return CurveClient(Path(server_key), Path(key))

@@ -1,0 +1,170 @@
+"""Microphone capture with sounddevice (PortAudio), imported only when a microphone is used.
+
+The PortAudio callback only copies the block into a bounded :class:`RingBuffer` and
+counts overflows. The consumer watches the stream: if it stops (``stream.active`` turns
+False, as it does when the sound server or device goes away) or its callbacks stall for
+``stall_s``, the input is marked lost and reopened with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .errors import AudioError
+from .ringbuffer import RingBuffer
+from .sources import Resampler
+
+log = logging.getLogger(__name__)
+
+
+def import_sounddevice() -> Any:
+    """Import sounddevice, turning a missing PortAudio into a one-line AudioError."""
+    try:
+        import sounddevice as sd
+    except OSError as e:  # PortAudio library not found
+        raise AudioError(f"no usable microphone: PortAudio is not installed ({e}); "
+                         "install libportaudio2, or use --input FILE or --input -") from None
+    return sd
+
+
+def list_devices() -> list[dict[str, Any]]:
+    sd = import_sounddevice()
+    return [dict(index=i, name=d["name"], channels=d["max_input_channels"],
+                 default_rate=d["default_samplerate"])
+            for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+
+
+def find_device(spec: str, devices: list[dict[str, Any]]) -> int | None:
+    """An input device index from ``--device`` (index or name substring); None = default."""
+    if spec == "":
+        return None
+    if spec.isdigit():
+        if any(d["index"] == int(spec) for d in devices):
+            return int(spec)
+        raise AudioError(f"--device {spec}: no input device with that index (see `aerd devices`)")
+    hits = [d for d in devices if spec.lower() in d["name"].lower()]
+    if not hits:
+        raise AudioError(f"--device {spec!r}: no input device name contains it (see `aerd devices`)")
+    return hits[0]["index"]
+
+
+class MicSource:
+    """Reads the microphone; ``read(timeout)`` like the other sources, never ends by itself."""
+
+    def __init__(self, device: str, rate: int, buffer_s: float = 10.0, block_s: float = 0.05,
+                 stall_s: float = 1.0, max_backoff_s: float = 8.0):
+        self._sd = import_sounddevice()
+        self.name = "mic"
+        self.device_spec = device
+        self.rate = rate
+        self.block_s = block_s
+        self.stall_s = stall_s
+        self.max_backoff_s = max_backoff_s
+        self.buffer_s = buffer_s
+        self._raw: RingBuffer | None = None
+        self._old_overflows = 0   # from rings of streams that were lost
+        self.ended = False
+        self.state, self.detail = "starting", ""
+        self.bad_frames = 0
+        self.portaudio_overflows = 0
+        self.losses = 0
+        self._stream: Any = None
+        self._resample: Resampler | None = None
+        self._last_cb = 0.0
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self._open(first=True)
+
+    @property
+    def overflows(self) -> int:
+        current = self._raw.overflows if self._raw is not None else 0
+        return self._old_overflows + current + self.portaudio_overflows
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        # Runs on PortAudio's thread: copy and count, nothing else.
+        self._last_cb = time.monotonic()
+        if status.input_overflow:
+            self.portaudio_overflows += 1
+        self._raw.write(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1))
+
+    def _open(self, first: bool = False) -> None:
+        sd = self._sd
+        try:
+            if not first:
+                sd._terminate()   # re-scan devices: the server or device may be new
+                sd._initialize()
+            devices = list_devices()
+            if not devices:
+                raise AudioError("no input device found")
+            index = find_device(self.device_spec, devices)
+            info = sd.query_devices(index, "input")
+            channels = 1 if info["max_input_channels"] >= 1 else 0
+            try:
+                sd.check_input_settings(device=index, channels=channels, samplerate=self.rate)
+                dev_rate = self.rate
+            except sd.PortAudioError:
+                dev_rate = int(info["default_samplerate"])
+            if self._raw is not None:
+                self._old_overflows += self._raw.overflows
+            self._raw = RingBuffer(int(self.buffer_s * dev_rate))
+            self._resample = Resampler(dev_rate, self.rate)
+            self._stream = sd.InputStream(device=index, channels=channels, samplerate=dev_rate,
+                                          dtype="float32", blocksize=int(dev_rate * self.block_s),
+                                          callback=self._callback)
+            self._stream.start()
+        except (sd.PortAudioError, AudioError) as e:
+            self._stream = None
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if first:
+                raise AudioError(f"no usable microphone ({msg}); choose one with --device "
+                                 "(see `aerd devices`) or use --input FILE or --input -") from None
+            self.detail = f"reopen failed: {msg}"
+            return
+        self._last_cb = time.monotonic()
+        self._backoff = 0.5
+        self.state = "ok"
+        self.detail = f"{info['name']} @ {dev_rate} Hz"
+        log.info("microphone open: %s", self.detail)
+
+    def _lost(self, why: str) -> None:
+        self.losses += 1
+        self.state, self.detail = "lost", why
+        log.warning("microphone lost: %s; retrying", why)
+        try:
+            self._stream.close()
+        except self._sd.PortAudioError:
+            pass
+        self._stream = None
+        self._retry_at = time.monotonic() + self._backoff
+
+    def read(self, timeout: float = 1.0) -> np.ndarray | None:
+        now = time.monotonic()
+        if self._stream is None:
+            if now < self._retry_at:
+                time.sleep(min(timeout, self._retry_at - now))
+                return None
+            self._open()
+            if self._stream is None:
+                self._backoff = min(self._backoff * 2, self.max_backoff_s)
+                self._retry_at = time.monotonic() + self._backoff
+                return None
+        block = self._raw.read(int(self._raw.capacity), timeout=min(timeout, self.stall_s / 4))
+        if block is None:
+            if not self._stream.active:
+                self._lost("stream stopped (device or sound server gone)")
+            elif time.monotonic() - self._last_cb > self.stall_s:
+                self._lost(f"no audio callback for {self.stall_s:.1f} s")
+            return None
+        return self._resample(block)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except self._sd.PortAudioError:
+                pass
+            self._stream = None

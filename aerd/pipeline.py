@@ -1,0 +1,57 @@
+"""Features -> (adaptation) -> model -> decision, for one stream. No I/O of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DecisionSettings
+from .decision import Decider, Decision
+from .model import Model
+from .stream import StreamExtractor, Window
+
+
+@dataclass(frozen=True)
+class Result:
+    window: Window
+    probs: np.ndarray
+    decision: Decision | None
+    adapted: bool
+
+
+class Pipeline:
+    """``push(samples)`` -> one :class:`Result` per completed window."""
+
+    def __init__(self, model: Model, decision: DecisionSettings, adapter=None):
+        card = model.card
+        self.model = model
+        self.extractor = StreamExtractor(card.features, card.window_s, card.hop_s, card.min_audio_s)
+        self.decider = Decider(card.labels, decision)
+        self.min_speech = decision.min_speech
+        self.adapter = adapter
+        self.windows = 0
+        self.speech_windows = 0
+
+    def _results(self, windows: list[Window]) -> list[Result]:
+        out = []
+        for w in windows:
+            self.windows += 1
+            adapted = False
+            x = w.features
+            if w.speech >= self.min_speech:
+                self.speech_windows += 1
+                if self.adapter is not None:
+                    self.adapter.update(x)
+                    if self.adapter.ready:
+                        x = self.adapter.transform(x)
+                        adapted = True
+            probs = self.model.predict(x, adapted=adapted)[0]
+            out.append(Result(w, probs, self.decider.update(w.speech, probs), adapted))
+        return out
+
+    def push(self, samples: np.ndarray) -> list[Result]:
+        return self._results(self.extractor.push(samples))
+
+    def flush(self) -> list[Result]:
+        return self._results(self.extractor.flush())

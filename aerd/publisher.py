@@ -1,0 +1,119 @@
+"""The ZeroMQ PUB socket: bind (default) or connect, CURVE when configured, never blocking.
+
+A PUB socket drops messages for a subscriber whose queue holds ``sndhwm`` messages; sends
+are non-blocking as well, so a slow or stuck subscriber can never stall the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket as pysocket
+from pathlib import Path
+
+import zmq
+
+from .config import PublishSettings
+from .errors import ConfigError
+from .events import _Event
+from .security import CurveClient, CurveServer, apply_curve_client, apply_curve_server, check_endpoint
+
+log = logging.getLogger(__name__)
+
+
+def _ipc_in_use(endpoint: str) -> bool:
+    """True if another process is listening on this ipc:// path (zmq would silently steal it)."""
+    path = endpoint[len("ipc://"):]
+    if not path or path.startswith("@") or not os.path.exists(path):
+        return False
+    probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+class Publisher:
+    """Owns one PUB socket. ``send(event)`` never blocks; drops are counted in ``dropped``."""
+
+    def __init__(self, settings: PublishSettings, ctx: zmq.Context | None = None):
+        s = settings
+        curve = bool(s.curve_secret)
+        option = "--connect" if s.connect else "--endpoint"
+        check_endpoint(s.endpoint, curve=curve, insecure=s.insecure, option=option)
+        self.endpoint = s.endpoint
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.Context()
+        self.dropped = 0
+        self.sent = 0
+        self._auth = None
+        self.subscribers = 0
+        # XPUB = PUB that also reports subscriptions, so `wait_for_subscriber` can work.
+        self.sock = self.ctx.socket(zmq.XPUB)
+        try:
+            self.sock.sndhwm = s.sndhwm
+            self.sock.linger = s.linger_ms
+            self.sock.rcvhwm = 1000
+            if curve:
+                if s.connect and s.curve_server:
+                    apply_curve_client(self.sock, CurveClient(Path(s.curve_server), Path(s.curve_secret)))
+                else:
+                    self._auth = apply_curve_server(self.ctx, self.sock, CurveServer(
+                        Path(s.curve_secret), Path(s.curve_clients) if s.curve_clients else None))
+            if s.connect:
+                self.sock.connect(s.endpoint)
+            else:
+                if s.endpoint.startswith("ipc://") and _ipc_in_use(s.endpoint):
+                    raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
+                self.sock.bind(s.endpoint)
+        except zmq.ZMQError as e:
+            self.close()
+            verb = "connect to" if s.connect else "bind"
+            raise ConfigError(f"{option} {s.endpoint}: cannot {verb} it ({e.strerror})") from None
+        except ConfigError:
+            self.close()
+            raise
+        log.info("publishing on %s (%s%s)", s.endpoint, "connect" if s.connect else "bind",
+                 ", CURVE" if curve else "")
+
+    def send(self, event: _Event) -> bool:
+        try:
+            self.sock.send_multipart(event.to_frames(), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+    def poll_subscriptions(self) -> int:
+        """Drain subscription messages (bounded queue); returns the current subscription count."""
+        while True:
+            try:
+                msg = self.sock.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return self.subscribers
+            if msg[:1] == b"\x01":
+                self.subscribers += 1
+            elif msg[:1] == b"\x00":
+                self.subscribers = max(0, self.subscribers - 1)
+
+    def wait_for_subscriber(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s until someone subscribes (files: so no event is missed)."""
+        if self.poll_subscriptions() or timeout <= 0:
+            return self.subscribers > 0
+        if self.sock.poll(int(timeout * 1000), zmq.POLLIN):
+            self.poll_subscriptions()
+        return self.subscribers > 0
+
+    def close(self) -> None:
+        if not self.sock.closed:
+            self.sock.close()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._own_ctx:
+            self.ctx.term()

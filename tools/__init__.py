@@ -1,0 +1,1 @@
+"""Training and evaluation tools for aerd (not part of the installed daemon)."""

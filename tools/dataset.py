@@ -1,0 +1,171 @@
+"""RAVDESS speech (16 kHz FLAC) loading and cached feature extraction.
+
+Features are computed ONLY through :mod:`aerd.features` / :mod:`aerd.stream` (the code the
+daemon runs), never through librosa, so training and serving cannot drift apart.
+
+Data set: RAVDESS, Livingstone SR, Russo FA (2018) PLoS ONE 13(5): e0196391,
+CC BY-NC-SA 4.0. Extracted features are cached under ``<repo>/cache/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from aerd.features import FrameAnalyzer, extract_window  # noqa: E402
+from aerd.featurespec import FeatureSpec  # noqa: E402
+from aerd.stream import StreamExtractor  # noqa: E402
+
+DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "ravdess-16k").resolve()
+CACHE_DIR = REPO / "cache"
+SR = 16000
+
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+SEED4 = ("calm", "happy", "fearful", "disgust")
+DATASET_NAME = "RAVDESS speech, audio only, 16 kHz FLAC"
+LICENSE = "CC BY-NC-SA 4.0"
+CITATION = ("Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database of Emotional "
+            "Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391. "
+            "https://doi.org/10.1371/journal.pone.0196391")
+
+_NAME = re.compile(r"^03-01-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.flac$")
+
+
+class DataMissing(Exception):
+    """The data directory does not exist or holds no RAVDESS clips."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    emotion: str
+    intensity: int
+    statement: int
+    repetition: int
+    actor: int
+
+    @property
+    def male(self) -> bool:
+        return self.actor % 2 == 1
+
+
+def list_clips(data_dir: str | Path = DEFAULT_DATA) -> list[Clip]:
+    """All speech clips under ``data_dir``/Actor_*/, sorted by name."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataMissing(f"data directory {root} not found")
+    clips = []
+    for p in sorted(root.glob("Actor_*/*.flac")):
+        m = _NAME.match(p.name)
+        if not m:
+            continue
+        e, i, s, r, a = (int(g) for g in m.groups())
+        clips.append(Clip(p, EMOTIONS[e - 1], i, s, r, a))
+    if not clips:
+        raise DataMissing(f"no RAVDESS clips (Actor_*/03-01-*.flac) under {root}")
+    return clips
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """float32 mono at 16 kHz (stereo clips are downmixed by the mean)."""
+    y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if sr != SR:
+        raise ValueError(f"{path}: sample rate {sr}, expected {SR}")
+    return y.mean(axis=1).astype(np.float32)
+
+
+def stream_windows(audio: np.ndarray, spec: FeatureSpec, window_s: float, hop_s: float,
+                   min_audio_s: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows exactly as the daemon computes them: (features (n,d), speech (n,), starts (n,))."""
+    se = StreamExtractor(spec, window_s, hop_s, min_audio_s)
+    ws = se.push(audio) + se.flush()
+    if not ws:
+        return (np.zeros((0, spec.n_features), np.float32), np.zeros(0, np.float32),
+                np.zeros(0, np.float32))
+    return (np.stack([w.features for w in ws]).astype(np.float32),
+            np.array([w.speech for w in ws], np.float32),
+            np.array([w.start for w in ws], np.float32))
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class FeatureTable:
+    """Feature rows with the clip each came from.
+
+    ``clip`` indexes the clip list; ``kind`` 0 = whole-clip vector, 1 = stream window;
+    ``start`` is the window start in the clip (s); ``aug`` is the augmentation copy (0 = clean).
+    """
+
+    X: np.ndarray
+    speech: np.ndarray
+    clip: np.ndarray
+    kind: np.ndarray
+    start: np.ndarray
+    aug: np.ndarray
+
+
+def _clip_rows(audio: np.ndarray, spec: FeatureSpec, an: FrameAnalyzer, window_s: float | None,
+               hop_s: float) -> tuple[list, list, list, list]:
+    X, S, K, T = [], [], [], []
+    f, s = extract_window(audio, spec, an)
+    X.append(f[None]); S.append([s]); K.append([0]); T.append([0.0])
+    if window_s is not None:
+        wf, ws, wt = stream_windows(audio, spec, window_s, hop_s)
+        X.append(wf); S.append(ws); K.append(np.ones(len(wf), int)); T.append(wt)
+    return X, S, K, T
+
+
+def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None = None,
+                  hop_s: float = 0.5, n_aug: int = 0, aug_seed: int = 0,
+                  verbose: bool = True) -> FeatureTable:
+    """Whole-clip vectors (+ stream windows if ``window_s``) for each clip, and ``n_aug``
+    augmented copies per clip (see tools/augment.py). Cached in cache/ by content key."""
+    from tools import augment
+
+    key = _key(spec.to_dict(), window_s, hop_s, n_aug, aug_seed, augment.VERSION,
+               [c.path.name for c in clips])
+    CACHE_DIR.mkdir(exist_ok=True)
+    cache = CACHE_DIR / f"feat-{spec.set}-{key}.npz"
+    if cache.exists():
+        d = np.load(cache)
+        return FeatureTable(**{k: d[k] for k in ("X", "speech", "clip", "kind", "start", "aug")})
+    an = FrameAnalyzer(spec)
+    X, S, C, K, T, A = [], [], [], [], [], []
+    rooms: dict[tuple[int, int], augment.Room] = {}
+    for ci, c in enumerate(clips):
+        audio = load_audio(c.path)
+        for a in range(n_aug + 1):
+            if a:  # one room per (actor, copy): that copy of the actor is one "device"
+                room = rooms.get((c.actor, a))
+                if room is None:
+                    room = rooms[(c.actor, a)] = augment.make_room(
+                        np.random.default_rng([aug_seed, c.actor, a]))
+                rng = np.random.default_rng([aug_seed, ci, a, 1])
+            y = audio if a == 0 else augment.apply_room(audio, room, rng)
+            x, s, k, t = _clip_rows(y, spec, an, window_s, hop_s)
+            n = sum(len(v) for v in s)
+            X += x; S += s; K += k; T += t; C.append(np.full(n, ci)); A.append(np.full(n, a))
+        if verbose and (ci + 1) % 200 == 0:
+            print(f"  features {spec.set}: {ci + 1}/{len(clips)} clips", file=sys.stderr, flush=True)
+    tab = FeatureTable(np.concatenate(X).astype(np.float32),
+                       np.concatenate([np.asarray(s, np.float32) for s in S]),
+                       np.concatenate(C), np.concatenate([np.asarray(k) for k in K]),
+                       np.concatenate([np.asarray(t, np.float32) for t in T]), np.concatenate(A))
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **tab.__dict__)
+    tmp.replace(cache)
+    return tab
