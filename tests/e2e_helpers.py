@@ -1,0 +1,61 @@
+"""Helpers for tests that run the real `aerd` command in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+CLIPS = sorted(DATA.glob("03-01-*.flac"))
+
+
+def aerd_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aerd", *args]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    e.setdefault("OMP_NUM_THREADS", "1")
+    e.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return e
+
+
+def run(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(aerd_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                          env=kw.pop("env", env()), cwd=kw.pop("cwd", REPO), **kw)
+
+
+def spawn(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(aerd_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=kw.pop("env", env()), cwd=kw.pop("cwd", REPO), **kw)
+
+
+def make_stream(path: Path, gap_s: float = 1.0, repeat: int = 1, rate: int = 16000) -> float:
+    """The test clips separated by silence, written as a 16 kHz WAV; returns its duration."""
+    parts = []
+    for _ in range(repeat):
+        for c in CLIPS:
+            y, sr = sf.read(c, dtype="float32")
+            parts += [y, np.zeros(int(gap_s * sr), np.float32)]
+    audio = np.concatenate(parts)
+    sf.write(path, audio, 16000)
+    return len(audio) / 16000
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

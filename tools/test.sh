@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone: system packages, a virtualenv, then pytest.
+# Usage: tools/test.sh [pytest args...]     (README: "Run the tests"; .ci/run calls exactly this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: PortAudio, a user-space PulseAudio with ALSA's pulse plugin
+# (real microphone capture tests), systemd-analyze (unit verification).
+PKGS=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q ".[test]"
+
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
