@@ -1,0 +1,230 @@
+"""The daemon as a service: real microphone capture through PulseAudio, device loss and
+recovery, sd_notify on a real socket, SIGHUP, slow subscribers. All real processes/sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_helpers import CLIPS, env, make_stream, spawn  # noqa: E402
+from pulse_server import PulseServer, pulse_available  # noqa: E402
+
+
+class Sub:
+    """An in-test subscriber collecting typed events with arrival times."""
+
+    def __init__(self, endpoint: str, ctx: zmq.Context):
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.linger = 0
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+        self.events: list[tuple[float, dict]] = []
+
+    def pump(self, seconds: float, until=None) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.sock.poll(50):
+                topic, body = self.sock.recv_multipart()
+                self.events.append((time.monotonic(), {"topic": topic.decode(), **json.loads(body)}))
+                if until is not None and until(self.events[-1][1]):
+                    return True
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.term()
+
+
+def _stop(proc, timeout=10):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=timeout)
+        except Exception:
+            proc.kill()
+            proc.communicate()
+
+
+needs_pulse = pytest.mark.skipif(pulse_available() is not None, reason=pulse_available() or "")
+
+
+@needs_pulse
+def test_microphone_capture_loss_and_recovery(tmp_path, ctx):
+    """Play clips into a virtual mic; kill the sound server; bring it back: no restart."""
+    stream = tmp_path / "speech.wav"
+    make_stream(stream, gap_s=0.5)
+    server = PulseServer(tmp_path / "pa").start()
+    ep = f"ipc://{tmp_path}/mic.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--endpoint", ep, "--device-id", "mic-test", "--no-adapt",
+                   "--status-interval", "0.5", env={**server.client_env(env())})
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "status" and e["input"] == "ok"), \
+            f"daemon did not come up: {daemon.poll()}"
+        server.play(stream)
+        assert sub.pump(25, lambda e: e["topic"] == "emotion"), "no emotion event from the microphone"
+        # device loss
+        t_kill = time.monotonic()
+        server.kill()
+        assert sub.pump(10, lambda e: e["topic"] == "status" and e["input"] == "lost"), "loss not reported"
+        detect = sub.events[-1][0] - t_kill
+        print(f"\nloss detected and published {detect:.3f} s after the server was killed")
+        assert detect < 2.0
+        assert daemon.poll() is None
+        # recovery
+        server.start()
+        t_back = time.monotonic()
+        assert sub.pump(20, lambda e: e["topic"] == "status" and e["input"] == "ok"), "did not reopen"
+        print(f"input ok again {sub.events[-1][0] - t_back:.3f} s after the server came back")
+        n_before = sum(1 for _, e in sub.events if e["topic"] == "emotion")
+        server.play(stream)
+        assert sub.pump(25, lambda e: e["topic"] == "emotion"), "no emotion event after recovery"
+        assert sum(1 for _, e in sub.events if e["topic"] == "emotion") > n_before
+        assert daemon.poll() is None
+    finally:
+        _stop(daemon)
+        sub.close()
+        server.stop()
+    assert daemon.returncode == 0
+
+
+def _notify_socket(tmp_path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "notify.sock")
+    s.bind(path)
+    s.settimeout(0.1)
+    return s, path
+
+
+def _drain(s, seconds, out):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            out.append((time.monotonic(), s.recv(4096).decode()))
+        except socket.timeout:
+            pass
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path):
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=4)
+    s, path = _notify_socket(tmp_path)
+    e = env()
+    e.update(NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+    t0 = time.monotonic()
+    daemon = spawn("run", "--input", str(wav), "--endpoint", f"ipc://{tmp_path}/n.sock", "--no-adapt",
+                   env=e)
+    msgs: list[tuple[float, str]] = []
+    try:
+        _drain(s, 4.0, msgs)
+        t_term = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=5)
+        t_exit = time.monotonic()
+        _drain(s, 0.3, msgs)
+    finally:
+        _stop(daemon)
+        s.close()
+    assert daemon.returncode == 0
+    assert t_exit - t_term < 2.0
+    texts = [m for _, m in msgs]
+    ready = [t for t, m in msgs if "READY=1" in m]
+    assert ready, texts
+    print(f"\nstart to READY=1: {ready[0] - t0:.3f} s")
+    pings = [t for t, m in msgs if m == "WATCHDOG=1"]
+    assert len(pings) >= 4  # every 0.5 s while audio flows
+    assert max(np.diff(pings)) < 1.0
+    assert any(m.startswith("STATUS=") for m in texts)
+    assert "STOPPING=1" in texts[-2:] or any("STOPPING=1" in m for m in texts[-3:])
+
+
+def test_hung_pipeline_lets_watchdog_fire(tmp_path):
+    """stdin that stops delivering audio: no WATCHDOG=1 until audio flows again."""
+    s, path = _notify_socket(tmp_path)
+    e = env()
+    e.update(NOTIFY_SOCKET=path, WATCHDOG_USEC="600000")
+    r, w = os.pipe()
+    daemon = spawn("run", "--input", "-", "--endpoint", f"ipc://{tmp_path}/h.sock", "--no-adapt",
+                   env=e, stdin=r)
+    os.close(r)
+    msgs: list[tuple[float, str]] = []
+    try:
+        os.write(w, np.zeros(16000, "<i2").tobytes())
+        _drain(s, 1.5, msgs)
+        before = sum(m == "WATCHDOG=1" for _, m in msgs)
+        msgs.clear()
+        _drain(s, 2.0, msgs)   # no audio now: the pipeline makes no progress
+        stalled = sum(m == "WATCHDOG=1" for _, m in msgs)
+        msgs.clear()
+        for _ in range(20):
+            os.write(w, np.zeros(1600, "<i2").tobytes())
+            _drain(s, 0.1, msgs)
+        after = sum(m == "WATCHDOG=1" for _, m in msgs)
+    finally:
+        os.close(w)
+        _stop(daemon)
+        s.close()
+    assert before >= 1 and stalled == 0 and after >= 1
+
+
+def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=4)
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text("[decision]\nsmoothing = 3\n[adapt]\nenabled = false\n")
+    ep = f"ipc://{tmp_path}/r.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        cfg.write_text("[decision]\nsmoothing = 1\n[adapt]\nenabled = false\n")
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded"), "no reloaded status"
+        assert sub.pump(10, lambda e: e["topic"] == "emotion"), "no events after reload"
+        cfg.write_text("[decision]\nsmoothing = 0\n")   # bad: the running pipeline must stay
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+        assert sub.pump(10, lambda e: e["topic"] == "emotion")
+        assert daemon.poll() is None
+    finally:
+        _stop(daemon)
+        sub.close()
+    seqs = [e["seq"] for _, e in sub.events]
+    assert seqs == sorted(seqs)
+
+
+def test_slow_subscriber_never_blocks(tmp_path, ctx):
+    """A subscriber that never reads: the daemon runs as fast as without it."""
+    wav = tmp_path / "long.wav"
+    dur = make_stream(wav, repeat=6)
+    ep = f"ipc://{tmp_path}/s.sock"
+    stuck = ctx.socket(zmq.SUB)
+    stuck.rcvhwm = 1
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(ep)
+    t0 = time.monotonic()
+    daemon = spawn("run", "--input", str(wav), "--fast", "--endpoint", ep, "--no-adapt",
+                   "--sndhwm", "2", "--wait-subscriber", "10")
+    out, err = daemon.communicate(timeout=60)
+    elapsed = time.monotonic() - t0
+    stuck.close()
+    assert daemon.returncode == 0, err
+    assert "events" in out
+    assert elapsed < 20, f"{elapsed:.1f} s for {dur:.0f} s of audio"
