@@ -127,7 +127,10 @@ def _coerce(value: Any, kind: Any, name: str, origin: str) -> Any:
             return value
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                pass
     elif kind is str:
         if isinstance(value, str) and "\0" not in value:
             return value
@@ -167,6 +170,8 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Se
             raise ConfigError(f"{p}: cannot read config ({e})") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        except (RecursionError, ValueError) as e:  # absurd nesting or integer literals
+            raise ConfigError(f"{p}: not a usable config ({type(e).__name__}: {str(e)[:80]})") from None
         flat: dict[str, Any] = {}
         for section, table in data.items():
             if not isinstance(table, dict):

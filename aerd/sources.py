@@ -40,7 +40,8 @@ class Resampler:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self._stream is None:
             return x
-        return self._stream.resample_chunk(x, last=last)
+        # a band-limited resampler overshoots full-scale square edges: keep samples in [-1, 1]
+        return np.clip(self._stream.resample_chunk(x, last=last), -1.0, 1.0)
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""aerd.adapt.FeatureNormalizer: running statistics vs numpy, warm-up, bounds, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aerd.adapt import FeatureNormalizer, normalise_stream
+
+
+def data(n=500, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(loc=np.arange(d) * 3.0, scale=np.linspace(0.5, 5, d), size=(n, d))
+
+
+def test_welford_matches_numpy_before_forgetting():
+    x = data()
+    norm = FeatureNormalizer(x.shape[1], warmup=1, max_count=10_000, std_bounds=(1e-3, 1e3))
+    for row in x:
+        norm.update(row)
+    np.testing.assert_allclose(norm.mean, x.mean(axis=0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(norm.var, x.var(axis=0), rtol=1e-9)
+    z = norm.transform(x)
+    np.testing.assert_allclose(z, (x - x.mean(0)) / x.std(0), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_update_equals_row_updates():
+    x = data(50)
+    a, b = FeatureNormalizer(6), FeatureNormalizer(6)
+    a.update(x)
+    for row in x:
+        b.update(row)
+    assert a.n == b.n == 50
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.var, b.var)
+
+
+def test_forgetting_matches_exponential_average_and_tracks_change():
+    m = 100
+    x = data(1000)
+    norm = FeatureNormalizer(6, max_count=m)
+    norm.update(x[:m])
+    np.testing.assert_allclose(norm.mean, x[:m].mean(0), rtol=1e-10)
+    # afterwards: exponential average with rate 1/m
+    mean, var = x[:m].mean(0), x[:m].var(0)
+    for row in x[m:]:
+        d = row - mean
+        mean = mean + d / m
+        var = (1 - 1 / m) * (var + d * d / m)
+        norm.update(row)
+    np.testing.assert_allclose(norm.mean, mean, rtol=1e-9)
+    np.testing.assert_allclose(norm.var, var, rtol=1e-9)
+    # a new room: the statistics follow within a few memories
+    shifted = data(1000, seed=1) + 50.0
+    norm.update(shifted)
+    np.testing.assert_allclose(norm.mean, shifted[-300:].mean(0), atol=2.0)
+    assert norm.n == 2000
+
+
+def test_warmup():
+    norm = FeatureNormalizer(3, warmup=5)
+    for i in range(4):
+        norm.update(np.full(3, float(i)))
+        assert not norm.ready
+    norm.update(np.zeros(3))
+    assert norm.ready
+    norm.reset()
+    assert not norm.ready and norm.n == 0
+
+
+def test_bounds_and_clip():
+    ref = np.array([1.0, 1.0, 2.0])
+    norm = FeatureNormalizer(3, warmup=1, ref_std=ref, std_bounds=(0.5, 2.0), clip=3.0)
+    rng = np.random.default_rng(0)
+    # dim 0 constant (var 0) -> floored at 0.5*ref; dim 1 huge -> capped at 2*ref
+    x = np.column_stack([np.ones(200), rng.normal(0, 100, 200), rng.normal(0, 2, 200)])
+    norm.update(x)
+    s = norm.std()
+    assert s[0] == pytest.approx(0.5)
+    assert s[1] == pytest.approx(2.0)
+    assert 1.0 <= s[2] <= 4.0
+    z = norm.transform(np.array([1e6, -1e6, 0.0]))
+    assert z[0] == 3.0 and z[1] == -3.0
+    assert z.dtype == np.float32
+
+
+def test_non_finite_rows_ignored_and_dim_checked():
+    norm = FeatureNormalizer(2)
+    norm.update(np.array([np.nan, 1.0]))
+    norm.update(np.array([np.inf, 1.0]))
+    assert norm.n == 0
+    with pytest.raises(ValueError):
+        norm.update(np.zeros(3))
+    with pytest.raises(ValueError):
+        norm.transform(np.zeros(3))
+
+
+def test_state_round_trip_through_json():
+    x = data(80)
+    a = FeatureNormalizer(6, warmup=10, max_count=30)
+    a.update(x[:60])
+    state = json.loads(json.dumps(a.state_dict()))
+    b = FeatureNormalizer(6, warmup=10, max_count=30)
+    b.load_state_dict(state)
+    assert b.n == a.n and b.ready
+    a.update(x[60:])
+    b.update(x[60:])
+    np.testing.assert_array_equal(a.transform(x), b.transform(x))
+
+
+def test_load_rejects_bad_state():
+    norm = FeatureNormalizer(3)
+    good = FeatureNormalizer(3).state_dict()
+    for bad in ({}, {**good, "version": 99}, {**good, "dim": 4}, {**good, "n": -1},
+                {**good, "mean": [0.0, 0.0]}, {**good, "var": [0.0, -1.0, 0.0]},
+                {**good, "mean": [0.0, float("nan"), 0.0]}):
+        with pytest.raises(ValueError):
+            norm.load_state_dict(bad)
+    assert norm.n == 0
+
+
+def test_from_card_and_normalise_stream():
+    card = {"warmup_windows": 3, "max_count": 50, "ref_std": [1.0, 2.0], "std_bounds": [0.1, 10],
+            "min_std": 1e-3, "clip": 5.0}
+    norm = FeatureNormalizer.from_card(card, 2)
+    assert (norm.warmup, norm.max_count, norm.clip) == (3, 50, 5.0)
+    z, ready = normalise_stream(data(10, 2), norm)
+    assert ready.tolist() == [False, False] + [True] * 8
+    assert z.shape == (10, 2) and np.all(np.isfinite(z))

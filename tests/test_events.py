@@ -1,0 +1,89 @@
+"""Event wire form: round trips, rejection of malformed frames, forward compatibility."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aerd.events import SCHEMA_VERSION, EmotionEvent, EventError, StatusEvent, from_frames
+
+
+def emotion(**kw):
+    base = dict(seq=7, ts=1700000000.25, device_id="kitchen", start=1.5, end=4.5, label="happy",
+                confidence=0.625, probs={"happy": 0.625, "sad": 0.375}, model="m1", speech=0.8,
+                adapted=True)
+    base.update(kw)
+    return EmotionEvent(**base)
+
+
+def status(**kw):
+    base = dict(seq=3, ts=12.5, device_id="pi", state="running", input="overflow", detail="x ü",
+                uptime=99.5, audio_s=98.0, windows=10, speech_windows=4, events=3, overflows=2,
+                dropped=160, bad_frames=1, model="m1")
+    base.update(kw)
+    return StatusEvent(**base)
+
+
+@pytest.mark.parametrize("ev", [emotion(), status(), EmotionEvent(seq=0, ts=0.0, device_id=""),
+                                StatusEvent(seq=1, ts=2.0, device_id="d")])
+def test_round_trip(ev):
+    frames = ev.to_frames()
+    assert len(frames) == 2 and all(isinstance(f, bytes) for f in frames)
+    assert frames[0] == type(ev).topic
+    assert json.loads(frames[1])["v"] == SCHEMA_VERSION
+    back = from_frames(frames)
+    assert type(back) is type(ev) and back == ev
+    assert type(ev).from_frames(frames) == ev
+
+
+def test_topics_are_distinct():
+    assert emotion().to_frames()[0] == b"emotion" and status().to_frames()[0] == b"status"
+
+
+def payload(ev, **changes):
+    d = ev.to_dict()
+    for k, v in changes.items():
+        if v is ...:
+            d.pop(k)
+        else:
+            d[k] = v
+    return json.dumps(d).encode()
+
+
+@pytest.mark.parametrize("frames, match", [
+    ([b"nope", payload(emotion())], "topic"),
+    ([b"emotion"], "frames"),
+    ([b"emotion", payload(emotion()), b""], "frames"),
+    ([b"emotion", b"{not json"], "JSON"),
+    ([b"emotion", b"\xff\xfe\x00"], "JSON"),
+    ([b"emotion", b"[1, 2]"], "object"),
+    ([b"emotion", payload(emotion(), v=2)], "version"),
+    ([b"emotion", payload(emotion(), v=...)], "version"),
+    ([b"status", payload(status(), v="1")], "version"),
+    ([b"emotion", payload(emotion(), seq=...)], "seq"),
+    ([b"emotion", payload(emotion(), device_id=...)], "device_id"),
+    ([b"status", payload(status(), ts=...)], "ts"),
+])
+def test_malformed_frames_raise_event_error(frames, match):
+    with pytest.raises(EventError, match=match):
+        from_frames(frames)
+
+
+def test_unknown_fields_are_ignored():
+    ev = emotion()
+    d = ev.to_dict()
+    d.update(future_field={"x": [1, 2]}, another=3)
+    assert from_frames([b"emotion", json.dumps(d).encode()]) == ev
+
+
+def test_optional_fields_default_when_absent():
+    d = {"v": SCHEMA_VERSION, "seq": 1, "ts": 2.0, "device_id": "d", "label": "sad"}
+    ev = from_frames([b"emotion", json.dumps(d).encode()])
+    assert ev == EmotionEvent(seq=1, ts=2.0, device_id="d", label="sad")
+
+
+def test_status_payload_on_emotion_topic_is_parsed_as_emotion():
+    """The topic decides the type; foreign fields are dropped, not crashed on."""
+    ev = from_frames([b"emotion", status().to_frames()[1]])
+    assert type(ev) is EmotionEvent and ev.seq == 3 and ev.label == ""

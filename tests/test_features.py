@@ -1,0 +1,136 @@
+"""Feature parity with librosa on real speech, pitch on synthetic tones, VAD and level invariance."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+
+from aerd.features import FrameAnalyzer, extract_window, speech_mask
+from aerd.featurespec import FeatureSpec
+
+SR = 16000
+TOL = 1e-3
+
+
+def close(ours, ref, what, floor=1e-6):
+    """Within TOL relative to the block's max |ref|, and elementwise within TOL*|ref| + floor*max."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape, what
+    scale = np.abs(ref).max()
+    err = np.abs(ours - ref)
+    assert err.max() <= TOL * scale, f"{what}: max err {err.max():.3g} vs scale {scale:.3g}"
+    bad = err > TOL * np.abs(ref) + floor * scale
+    assert not bad.any(), f"{what}: {bad.sum()} elements off, first at {np.argwhere(bad)[0]}"
+
+
+@pytest.fixture(scope="module")
+def win3(clip):
+    """3 s of the clip (speech throughout)."""
+    return np.array(clip[4000 : 4000 + 3 * SR])
+
+
+@pytest.mark.parametrize("kw", [dict(center=True, hop_length=512), {}], ids=["librosa-grid", "default"])
+def test_seed180_matches_librosa(win3, kw):
+    spec = FeatureSpec.seed180(**kw)
+    feats, _ = extract_window(win3, spec)
+    assert feats.shape == (180,) and feats.dtype == np.float32
+    lk = dict(center=spec.center, hop_length=spec.hop_length)
+    mfcc = librosa.feature.mfcc(y=win3, sr=SR, n_mfcc=40, **lk).mean(axis=1)
+    chroma = librosa.feature.chroma_stft(S=np.abs(librosa.stft(win3, **lk)), sr=SR, tuning=0).mean(axis=1)
+    mel = librosa.feature.melspectrogram(y=win3, sr=SR, **lk).mean(axis=1)
+    close(feats[:40], mfcc, "mfcc")
+    close(feats[40:52], chroma, "chroma")
+    close(feats[52:], mel, "mel")
+
+
+@pytest.fixture(scope="module")
+def rich_rows(win3):
+    spec = FeatureSpec()
+    an = FrameAnalyzer(spec)
+    frames = an.frames(win3)
+    S = np.abs(librosa.stft(win3, n_fft=1024, win_length=512, hop_length=160, center=False))
+    assert len(frames) == S.shape[1]
+    return spec, an.analyze(frames), S
+
+
+def test_rich_mel_db_matches_librosa(rich_rows):
+    spec, rows, S = rich_rows
+    M = librosa.feature.melspectrogram(S=S**2, sr=SR, n_fft=1024, n_mels=40, fmin=60, fmax=8000)
+    ref = 10 * np.log10(np.maximum(M, 1e-10))
+    close(rows[:, : spec.n_mels], ref.T, "mel dB", floor=1e-4)
+
+
+def test_rich_mfcc_matches_librosa(rich_rows):
+    spec, rows, S = rich_rows
+    M = librosa.feature.melspectrogram(S=S**2, sr=SR, n_fft=1024, n_mels=40, fmin=60, fmax=8000)
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(M, top_db=None), n_mfcc=20)
+    close(rows[:, spec.n_mels : spec.n_mels + spec.n_mfcc], ref.T, "mfcc", floor=1e-4)
+
+
+def test_rich_centroid_matches_librosa(rich_rows):
+    spec, rows, S = rich_rows
+    ref = librosa.feature.spectral_centroid(S=S, sr=SR)[0] / 1000.0
+    close(rows[:, spec.n_mels + spec.n_mfcc + 1], ref, "centroid")
+
+
+def harmonic_tone(f0, seconds=0.5, n_harm=6, seed=0):
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    x = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 2 * np.pi)) / h
+            for h in range(1, n_harm + 1) if f0 * h < SR / 2)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0", [80.0, 97.5, 123.0, 150.0, 200.0, 247.0, 310.0, 390.0])
+def test_pitch_of_harmonic_tones(f0):
+    an = FrameAnalyzer(FeatureSpec())
+    col = an.analyze(an.frames(harmonic_tone(f0)))[:, -2]
+    assert (col > 0).mean() > 0.9, "tone frames should be voiced"
+    est = 55.0 * 2.0 ** (np.median(col[col > 0]) / 12.0)
+    assert est == pytest.approx(f0, rel=0.01)
+
+
+def test_white_noise_mostly_unvoiced():
+    an = FrameAnalyzer(FeatureSpec())
+    x = np.random.default_rng(1).standard_normal(SR).astype(np.float32) * 0.1
+    col = an.analyze(an.frames(x))[:, -2]
+    assert (col > 0).mean() < 0.2
+
+
+@pytest.mark.parametrize("spec", [FeatureSpec(), FeatureSpec.seed180()], ids=["rich", "seed180"])
+def test_speech_fraction_silence_and_speech(spec, win3):
+    _, silent = extract_window(np.zeros(2 * SR, np.float32), spec)
+    assert silent == 0.0
+    _, loud = extract_window(win3, spec)
+    assert loud > 0.3
+
+
+def test_noise_is_not_speech():
+    spec = FeatureSpec()
+    an = FrameAnalyzer(spec)
+    x = np.random.default_rng(2).standard_normal(SR).astype(np.float32) * 0.1
+    assert speech_mask(an.analyze(an.frames(x)), an).mean() < 0.1
+
+
+def test_rich_features_are_gain_invariant(win3):
+    spec = FeatureSpec()
+    a, fa = extract_window(win3, spec)
+    b, fb = extract_window(win3 * np.float32(0.1), spec)
+    assert fa == fb
+    assert np.abs(a).max() > 0
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-3 * np.abs(a).max())
+
+
+def test_seed180_mel_means_follow_gain(win3):
+    spec = FeatureSpec.seed180()
+    a, _ = extract_window(win3, spec)
+    b, _ = extract_window(win3 * np.float32(0.1), spec)
+    np.testing.assert_allclose(b[52:], a[52:] * 0.01, rtol=1e-3, atol=1e-3 * 0.01 * a[52:].max())
+    assert not np.allclose(a[:40], b[:40], rtol=1e-3)   # MFCC c0 moves by -20 dB worth
+
+
+def test_window_shorter_than_one_frame():
+    for spec in (FeatureSpec(), FeatureSpec.seed180()):
+        feats, speech = extract_window(np.ones(100, np.float32), spec)
+        assert feats.shape == (spec.n_features,) and not feats.any() and speech == 0.0

@@ -1,0 +1,131 @@
+"""Training tools: ONNX export parity, shipped bundles, and (with the data set) real clips."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from aerd.features import extract_window  # noqa: E402
+from aerd.featurespec import FeatureSpec  # noqa: E402
+from aerd.model import ModelCard, load_model  # noqa: E402
+from tools import dataset as ds  # noqa: E402
+from tools import train as tr  # noqa: E402
+
+MODELS = ROOT / "models"
+DATA_OK = (ROOT / ".." / "shared" / "data" / "ravdess-16k").is_dir()
+
+
+def _real_windows(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Rich stream-window features of the clips in tests/data, with their emotion index."""
+    X, y = [], []
+    for p in sorted(data_dir.glob("03-01-*.flac")):
+        f, _s, _t = ds.stream_windows(ds.load_audio(p), FeatureSpec(), 1.0, 0.25)
+        X.append(f)
+        y += [int(p.name.split("-")[2]) - 1] * len(f)
+    return np.concatenate(X), np.array(y)
+
+
+def test_onnx_matches_sklearn_on_real_features(data_dir):
+    X, y = _real_windows(data_dir)
+    assert len(set(y.tolist())) >= 2 and len(X) >= 20
+    pipe = tr.fit(tr.make_pipeline(dict(hidden_layer_sizes=(16,), alpha=0.01, max_iter=60)), X, y)
+    from tools.evaluate import onnx_predictor
+
+    p_onnx = onnx_predictor(tr.export_onnx(pipe, X.shape[1]))(X)
+    p_skl = pipe.predict_proba(X)
+    assert p_onnx.shape == p_skl.shape == (len(X), len(pipe.classes_))
+    assert np.max(np.abs(p_onnx - p_skl)) <= 1e-4
+
+
+def test_export_writes_a_loadable_bundle(tmp_path, data_dir):
+    X, y = _real_windows(data_dir)
+    pipe = tr.fit(tr.make_pipeline(dict(hidden_layer_sizes=(8,), max_iter=20)), X, y)
+    spec = FeatureSpec()
+    labels = [ds.EMOTIONS[int(k)] for k in pipe.classes_]
+    card = {**tr.card_base(spec, labels), "training": {}, "metrics": {}, "adaptation": {}}
+    path = tr.write_bundle("tiny", tr.export_onnx(pipe, spec.n_features), card, tmp_path)
+    m = load_model(path)
+    assert m.card.labels == tuple(labels)
+    np.testing.assert_allclose(m.predict(X), pipe.predict_proba(X), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["default", "seed180"])
+def test_shipped_bundle_card_is_consistent(name):
+    path = MODELS / f"{name}.json"
+    raw = json.loads(path.read_text())
+    card = ModelCard.load(path)
+    m = load_model(path)
+    assert m.id.startswith(f"{name}@")
+    assert raw["format"] == "aerd-model" and raw["name"] == name
+    assert raw["onnx"] == f"{name}.onnx"
+    assert raw["n_features"] == card.features.n_features
+    assert (raw["window_s"], raw["hop_s"]) == (3.0, 0.5)
+    assert set(raw["labels"]) == set(ds.EMOTIONS)
+    assert raw["features"]["set"] == ("seed180" if name == "seed180" else "rich")
+    assert raw["training"]["license"] == "CC BY-NC-SA 4.0"
+    assert "e0196391" in raw["training"]["citation"]
+    assert max(raw["training"]["actors"]) <= 20
+    assert isinstance(raw["metrics"], dict)
+    assert (MODELS / raw["onnx"]).stat().st_size <= 1_000_000
+    p = m.predict(np.zeros((3, card.features.n_features), np.float32))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_default_adaptation_graph_matches_card():
+    raw = json.loads((MODELS / "default.json").read_text())
+    ad = raw["adaptation"]
+    blob = (MODELS / ad["onnx"]).read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == ad["onnx_sha256"]
+    assert len(blob) <= 1_000_000
+    assert ad["warmup_windows"] >= 1 and len(ad["ref_std"]) == raw["n_features"]
+    from aerd.adapt import FeatureNormalizer
+    from tools.evaluate import onnx_predictor
+
+    norm = FeatureNormalizer.from_card(ad, raw["n_features"])
+    p = onnx_predictor(blob)(norm.transform(np.zeros((2, raw["n_features"]))))
+    assert p.shape == (2, len(raw["labels"]))
+
+
+def test_train_cli_missing_data_exits_2(capsys):
+    assert tr.main(["--data", "/nonexistent/ravdess"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not found" in err[0]
+
+
+@pytest.mark.dataset
+@pytest.mark.skipif(not DATA_OK, reason="RAVDESS data ../shared/data/ravdess-16k is absent")
+def test_default_model_classifies_real_clips():
+    clips = ds.list_clips()
+    m = load_model(None)
+    c = m.card
+    rng = np.random.default_rng(0)
+    pick = [clips[i] for i in rng.choice(len(clips), 16, replace=False)]
+    hits = 0
+    for clip in pick:
+        f, sp, _ = ds.stream_windows(ds.load_audio(clip.path), c.features, c.window_s, c.hop_s,
+                                     c.min_audio_s)
+        assert len(f) >= 1
+        from tools.evaluate import decide
+
+        probs = decide(m.predict(f), sp)
+        hits += c.labels[int(np.argmax(probs))] == clip.emotion
+    # training clips: the model must fit them far above chance (1/8)
+    assert hits >= 10
+
+
+@pytest.mark.dataset
+@pytest.mark.skipif(not DATA_OK, reason="RAVDESS data ../shared/data/ravdess-16k is absent")
+def test_seed_model_whole_clip_features():
+    clips = ds.list_clips()[:8]
+    m = load_model("seed180")
+    X = np.stack([extract_window(ds.load_audio(c.path), m.card.features)[0] for c in clips])
+    assert m.predict(X).shape == (8, 8)
