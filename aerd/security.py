@@ -19,11 +19,14 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
+
+if TYPE_CHECKING:  # zmq.auth.thread pulls in asyncio (~6 MB RSS): imported only for CURVE
+    from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
 
@@ -139,20 +142,24 @@ def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
-class _AerdAuthenticator(ThreadAuthenticator):
+def _authenticator_class() -> type:
     """ThreadAuthenticator that also accepts any client key in aerd's allow-any ZAP domain."""
+    from zmq.auth.thread import ThreadAuthenticator
 
-    async def _authenticate_curve(self, domain: str, client_key: bytes) -> tuple[bool, bytes]:
-        if domain == _ALLOW_ANY_DOMAIN:
-            return True, b"OK"
-        return await super()._authenticate_curve(domain, client_key)
+    class _AerdAuthenticator(ThreadAuthenticator):
+        async def _authenticate_curve(self, domain: str, client_key: bytes) -> tuple[bool, bytes]:
+            if domain == _ALLOW_ANY_DOMAIN:
+                return True, b"OK"
+            return await super()._authenticate_curve(domain, client_key)
+
+    return _AerdAuthenticator
 
 
 _auth_lock = threading.Lock()
-_authenticators: dict[int, _AerdAuthenticator] = {}
+_authenticators: dict[int, Any] = {}
 
 
-def _authenticator_for(ctx: zmq.Context) -> _AerdAuthenticator:
+def _authenticator_for(ctx: zmq.Context) -> Any:
     """Return the running authenticator of ``ctx``, starting one if needed."""
     with _auth_lock:
         for key, old in list(_authenticators.items()):
@@ -160,7 +167,7 @@ def _authenticator_for(ctx: zmq.Context) -> _AerdAuthenticator:
                 del _authenticators[key]
         auth = _authenticators.get(id(ctx))
         if auth is None or auth.context is not ctx:
-            auth = _AerdAuthenticator(ctx, log=logging.getLogger(__name__ + ".zap"))
+            auth = _authenticator_class()(ctx, log=logging.getLogger(__name__ + ".zap"))
             auth.start()
             _authenticators[id(ctx)] = auth
         return auth
