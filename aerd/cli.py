@@ -11,8 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config
-from .errors import AerdError, AudioError, ConfigError
+# One BLAS/OpenMP thread: the daemon's products are tiny, and a second BLAS thread doubled the
+# cost on 2 cores. Set before anything imports numpy (nothing above this line does).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from . import __version__, config  # noqa: E402
+from .errors import AerdError, AudioError, ConfigError  # noqa: E402
 
 log = logging.getLogger("aerd")
 

@@ -126,7 +126,7 @@ class Model:
         """True when the bundle has an adapted graph and it was loaded."""
         return self._adapted is not None
 
-    def _open(self, path: Path, sha256: str) -> tuple:
+    def _open(self, path: Path, expected_sha256: str) -> tuple:
         import onnxruntime as ort
 
         card = self.card
@@ -135,7 +135,7 @@ class Model:
         except OSError as e:
             raise ModelError(f"{path}: cannot read ONNX model ({e.strerror or e})") from None
         digest = sha256(blob).hexdigest()
-        if sha256 and digest != sha256:
+        if expected_sha256 and digest != expected_sha256:
             raise ModelError(f"{path}: sha256 does not match the model card (file changed or corrupt)")
         model_id = f"{card.name}@{digest[:12]}"
         opts = ort.SessionOptions()

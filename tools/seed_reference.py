@@ -1,0 +1,66 @@
+"""The seed prototype's way of working on a stream, as a reference for tools/bench.py.
+
+Every 0.5 s, recompute librosa's 180 features (MFCC-40, chroma-12, mel-128 means, librosa
+defaults) over the last 3 s, then a scikit-learn MLP. Run as its own process:
+
+    python tools/seed_reference.py FILE.wav [--notify-ready PATH]
+
+prints one JSON line with the CPU and wall time of the stream part and the RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import socket
+import sys
+import time
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("file")
+    ap.add_argument("--window", type=float, default=3.0)
+    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--notify-ready", help="AF_UNIX datagram socket to send READY=1 to")
+    args = ap.parse_args()
+    t_start = time.monotonic()
+    import librosa
+    import numpy as np
+    import soundfile as sf
+    from sklearn.neural_network import MLPClassifier
+
+    y, sr = sf.read(args.file, dtype="float32")
+    if y.ndim > 1:
+        y = y.mean(axis=1)
+    rng = np.random.default_rng(0)
+    clf = MLPClassifier(hidden_layer_sizes=(300,), max_iter=5, random_state=0)
+    clf.fit(rng.normal(size=(64, 180)), np.arange(64) % 8)   # cost, not accuracy, is measured
+
+    def features(x: np.ndarray) -> np.ndarray:
+        stft = np.abs(librosa.stft(x))
+        mfcc = np.mean(librosa.feature.mfcc(y=x, sr=sr, n_mfcc=40).T, axis=0)
+        chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sr, tuning=0).T, axis=0)
+        mel = np.mean(librosa.feature.melspectrogram(y=x, sr=sr).T, axis=0)
+        return np.hstack([mfcc, chroma, mel])
+
+    win, hop = int(args.window * sr), int(args.hop * sr)
+    clf.predict_proba(features(y[:win])[None, :])     # first call: numba compiles / loads cache
+    ready = time.monotonic() - t_start
+    if args.notify_ready:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.sendto(b"READY=1", args.notify_ready)
+    c0, w0 = time.process_time(), time.monotonic()
+    n = 0
+    for end in range(win, len(y) + 1, hop):
+        clf.predict_proba(features(y[end - win : end])[None, :])
+        n += 1
+    print(json.dumps({"windows": n, "audio_s": len(y) / sr, "cpu_s": time.process_time() - c0,
+                      "wall_s": time.monotonic() - w0, "ready_s": ready,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
