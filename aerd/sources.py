@@ -75,7 +75,8 @@ class FileSource:
         self.file_rate = self._f.samplerate
         self.channels = self._f.channels
         self._resample = Resampler(self.file_rate, rate)
-        self._block = max(1, int(round(block_s * self.file_rate)))
+        # fast mode has no pace to keep: large blocks cut per-block overhead
+        self._block = max(1, int(round((max(block_s, 1.0) if fast else block_s) * self.file_rate)))
         self.fast = fast
         self.ended = False
         self.state, self.detail = "ok", f"file {self.path.name}"
