@@ -228,3 +228,19 @@ def test_slow_subscriber_never_blocks(tmp_path, ctx):
     assert daemon.returncode == 0, err
     assert "events" in out
     assert elapsed < 20, f"{elapsed:.1f} s for {dur:.0f} s of audio"
+
+
+@needs_pulse
+def test_devices_lists_the_virtual_microphone(tmp_path):
+    from e2e_helpers import run
+
+    server = PulseServer(tmp_path / "pa").start()
+    try:
+        r = run("devices", env=server.client_env(env()), timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "pulse" in r.stdout and "Hz" in r.stdout
+        bad = run("run", "--device", "no-such-mic", "--endpoint", f"ipc://{tmp_path}/d.sock",
+                  env=server.client_env(env()), timeout=60)
+        assert bad.returncode == 2 and "no-such-mic" in bad.stderr.strip().splitlines()[-1]
+    finally:
+        server.stop()
