@@ -19,6 +19,13 @@ from .model import Model
 log = logging.getLogger(__name__)
 
 
+def new_adapter(card: Any) -> Any:
+    """A fresh per-device normaliser with the parameters in the model card."""
+    from .adapt import FeatureNormalizer
+
+    return FeatureNormalizer.from_card(card.adaptation, card.features.n_features)
+
+
 class AdaptStore:
     def __init__(self, directory: Path, settings: AdaptSettings):
         self.directory = Path(directory)
@@ -31,9 +38,7 @@ class AdaptStore:
         """A fresh adapter for ``model``, with the saved statistics if there are any."""
         if not self.settings.enabled or not model.can_adapt:
             return None
-        from .adapt import from_card
-
-        adapter = from_card(model.card)
+        adapter = new_adapter(model.card)
         p = self.path(model)
         if self.settings.persist and p.exists():
             try:
@@ -41,7 +46,7 @@ class AdaptStore:
                 log.info("adaptation state loaded from %s", p)
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("%s: ignoring unreadable adaptation state (%s)", p, e)
-                adapter = from_card(model.card)
+                adapter = new_adapter(model.card)
         return adapter
 
     def save(self, model: Model, adapter: Any) -> None:

@@ -161,13 +161,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         st = AdaptStore(state_dir(new), new.adapt) if m.can_adapt else None
         return Pipeline(m, new.decision, st.load(m) if st else None)
 
-    def on_stop(p: Pipeline) -> None:
+    def persist(p: Pipeline) -> None:
         if store is not None and p.adapter is not None:
             store.save(p.model, p.adapter)
 
     daemon = Daemon(source, Pipeline(model, s.decision, store.load(model) if store else None),
                     publisher, device_id, s.publish.status_interval, Notifier.from_env(),
-                    reload=reload, on_stop=on_stop)
+                    reload=reload, persist=persist)
     daemon.install_signal_handlers()
     try:
         if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(args.wait_subscriber):
@@ -186,9 +186,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = load_model(args.model, adapt=args.adapt)
     adapter = None
     if args.adapt:
-        from .adapt import from_card
+        from .adaptstate import new_adapter
 
-        adapter = from_card(model.card) if model.can_adapt else None
+        adapter = new_adapter(model.card) if model.can_adapt else None
         if adapter is None:
             raise ConfigError(f"--adapt: model {model.card.name} has no adapted graph")
     failed = 0

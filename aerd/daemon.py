@@ -35,7 +35,8 @@ class Daemon:
     def __init__(self, source: Any, pipeline: Pipeline, publisher: Publisher, device_id: str,
                  status_interval: float = 5.0, notifier: Notifier | None = None,
                  reload: Callable[[], Pipeline | None] | None = None,
-                 on_stop: Callable[[Pipeline], None] | None = None, tick_s: float = 0.25):
+                 persist: Callable[[Pipeline], None] | None = None, persist_interval: float = 300.0,
+                 tick_s: float = 0.25):
         self.source = source
         self.pipeline = pipeline
         self.publisher = publisher
@@ -44,7 +45,9 @@ class Daemon:
         self.notifier = notifier or Notifier.from_env({})
         self.gate = WatchdogGate(self.notifier)
         self._reload = reload
-        self._on_stop = on_stop
+        self._persist = persist
+        self.persist_interval = persist_interval
+        self._next_persist = time.monotonic() + persist_interval
         self.tick_s = tick_s
         self.counters = Counters()
         self._seq = 0
@@ -110,8 +113,8 @@ class Daemon:
         if self._reload is not None:
             new = self._reload()
             if new is not None:
-                if self._on_stop is not None:
-                    self._on_stop(self.pipeline)
+                if self._persist is not None:
+                    self._persist(self.pipeline)
                 self.pipeline = new
                 log.info("reloaded: model %s", new.model.id)
         self.notifier.ready()
@@ -145,12 +148,15 @@ class Daemon:
             now = time.monotonic()
             if now >= self._next_status:
                 self._publish_status()
+            if self._persist is not None and now >= self._next_persist:
+                self._persist(self.pipeline)   # survive a power cut, not only a clean stop
+                self._next_persist = now + self.persist_interval
             self.publisher.poll_subscriptions()
             self.gate.maybe_ping(now)
         self.notifier.stopping()
         self._publish_status("stopping")
-        if self._on_stop is not None:
-            self._on_stop(self.pipeline)
+        if self._persist is not None:
+            self._persist(self.pipeline)
         log.info("stopped after %.1f s of audio, %d windows, %d events", self.counters.audio_s,
                  self.pipeline.windows, self.counters.events)
         return 0
