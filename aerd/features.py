@@ -28,12 +28,14 @@ of the window, above ``vad.floor_db`` dBFS and their mel-band flatness is below
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from .featurespec import FeatureSpec
-from .filterbanks import chroma_filterbank, dct_matrix, hann_window, mel_filterbank
+from .filterbanks import BandedProduct, chroma_filterbank, dct_matrix, hann_window, mel_filterbank
 
 _LN10_10 = np.log(10.0) / 10.0
+CHUNK = 64
+"""Frames analysed per internal batch (the size of the preallocated work buffers)."""
 
 
 class FrameAnalyzer:
@@ -46,10 +48,10 @@ class FrameAnalyzer:
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
         s = spec
+        self._buffers: dict[str, np.ndarray] = {}
         self.window = hann_window(s.win_length, s.n_fft).astype(np.float32)
         self._window64 = self.window.astype(np.float64)
-        self.mel_t = np.ascontiguousarray(
-            mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax).T.astype(np.float32))
+        self.mel = BandedProduct(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax))
         n_bins = s.n_fft // 2 + 1
         # one-sided Parseval weights: sum(w_k |X_k|^2) / n_fft == sum(frame_windowed^2)
         parseval = np.full(n_bins, 2.0)
@@ -61,7 +63,8 @@ class FrameAnalyzer:
             self.chroma_t = np.ascontiguousarray(
                 chroma_filterbank(s.sample_rate, s.n_fft, s.n_chroma, 0.0).T.astype(np.float32))
             self.dct = dct_matrix(s.n_mfcc, s.n_mels)
-            self.width = s.n_mels + s.n_chroma + 2
+            # rows: mel power, mel dB, chroma, energy dB, flatness
+            self.width = 2 * s.n_mels + s.n_chroma + 2
         else:
             self.dct_t = np.ascontiguousarray(dct_matrix(s.n_mfcc, s.n_mels).T.astype(np.float32))
             self.freqs = np.fft.rfftfreq(s.n_fft, 1.0 / s.sample_rate).astype(np.float32)
@@ -87,43 +90,82 @@ class FrameAnalyzer:
     def frames(self, samples: np.ndarray) -> np.ndarray:
         """All frames of ``samples`` on the grid (a strided view; centre-padded if the spec says)."""
         s = self.spec
-        x = np.asarray(samples, dtype=np.float32)
+        # The signal is float32; frames are float64 views (the FFT runs in float64 and a
+        # float64 x float64 window product is much cheaper than a casting one).
+        x = np.asarray(samples, dtype=np.float32).astype(np.float64)
         if s.center:
             x = np.pad(x, s.n_fft // 2)
+        return self.frames64(x)
+
+    def frames64(self, x: np.ndarray) -> np.ndarray:
+        """Frames of a contiguous float64 signal holding float32 values (the stream's buffer)."""
+        s = self.spec
         if len(x) < s.n_fft:
-            return np.empty((0, s.n_fft), dtype=np.float32)
-        return sliding_window_view(x, s.n_fft)[:: s.hop_length]
+            return np.empty((0, s.n_fft), dtype=np.float64)
+        n = 1 + (len(x) - s.n_fft) // s.hop_length
+        return as_strided(x, shape=(n, s.n_fft), strides=(x.strides[0] * s.hop_length, x.strides[0]),
+                          writeable=False)
+
+    def _scratch(self, name: str, shape: tuple[int, int], dtype: type) -> np.ndarray:
+        """A preallocated work buffer (frames x bins arrays are ~0.5 MB: allocating them per
+        hop costs more in page faults than the FFT itself)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[1] != shape[1] or buf.shape[0] < shape[0]:
+            buf = self._buffers[name] = np.empty((max(shape[0], CHUNK), shape[1]), dtype=dtype)
+        return buf[: shape[0]]
 
     def analyze(self, frames: np.ndarray) -> np.ndarray:
         """Per-frame rows (float32) for a (n, n_fft) batch of frames."""
-        spec = self.spec
+        out = np.empty((len(frames), self.width), dtype=np.float32)
+        for i in range(0, len(frames), CHUNK):
+            self._analyze_into(frames[i : i + CHUNK], out[i : i + CHUNK])
+        return out
+
+    def _analyze_into(self, frames: np.ndarray, out: np.ndarray) -> None:
+        spec, n = self.spec, len(frames)
+        nb = spec.n_fft // 2 + 1
         # numpy's float64 FFT is ~4x faster than its float32 one; products run in float32.
-        spectrum = np.fft.rfft(frames * self._window64, axis=1)
-        power64 = spectrum.real**2 + spectrum.imag**2
-        power = power64.astype(np.float32)
-        mel = power @ self.mel_t
-        energy_db = 10.0 * np.log10(power @ self._energy_w + 1e-12)
-        log_mel = np.log(np.maximum(mel, 1e-10))
-        flat = np.exp(log_mel.mean(axis=1)) / np.maximum(mel, 1e-10).mean(axis=1)
+        windowed = np.multiply(frames, self._window64, out=self._scratch("w", (n, spec.n_fft), np.float64))
+        spectrum = np.fft.rfft(windowed, axis=1, out=self._scratch("X", (n, nb), np.complex128))
+        power64 = np.multiply(spectrum.real, spectrum.real, out=self._scratch("p64", (n, nb), np.float64))
+        imag2 = np.multiply(spectrum.imag, spectrum.imag, out=self._scratch("w", (n, nb), np.float64))
+        power64 += imag2
+        power = self._scratch("p32", (n, nb), np.float32)
+        power[...] = power64
+        mel = self.mel(power)
+        energy_db = 10.0 * np.log10(power @ self._energy_w + np.float32(1e-12))
+        mel_c = np.maximum(mel, np.float32(1e-10), out=mel)
+        log_mel = np.log(mel_c)
+        flat = np.exp(np.add.reduce(log_mel, axis=1) / spec.n_mels) / (np.add.reduce(mel_c, axis=1) / spec.n_mels)
+        mag = np.sqrt(power, out=self._scratch("m32", (n, nb), np.float32))
         if spec.set == "seed180":
-            chroma = np.sqrt(power) @ self.chroma_t
+            nm, nc = spec.n_mels, spec.n_chroma
+            chroma = mag @ self.chroma_t
             peak = chroma.max(axis=1, keepdims=True)
-            chroma /= np.where(peak > np.finfo(np.float32).tiny, peak, 1.0)
-            return np.hstack([mel, chroma, energy_db[:, None], flat[:, None]]).astype(np.float32)
-        mel_db = log_mel / _LN10_10
-        mfcc = mel_db @ self.dct_t
-        mag = np.sqrt(power)
-        centroid = (mag @ self.freqs) / np.maximum(mag.sum(axis=1), 1e-10)
-        f0 = self._pitch(power64)
-        return np.hstack([mel_db, mfcc, energy_db[:, None], centroid[:, None] / 1000.0,
-                          np.log10(np.maximum(flat, 1e-10))[:, None], f0[:, None],
-                          np.zeros((len(frames), 1), np.float32)]).astype(np.float32)
+            chroma /= np.where(peak > np.finfo(np.float32).tiny, peak, np.float32(1.0))
+            out[:, :nm] = mel_c
+            np.multiply(log_mel, np.float32(1.0 / _LN10_10), out=out[:, nm : 2 * nm])
+            out[:, 2 * nm : 2 * nm + nc] = chroma
+            out[:, -2] = energy_db
+            out[:, -1] = flat
+            return
+        nm, nc = spec.n_mels, spec.n_mfcc
+        mel_db = np.multiply(log_mel, np.float32(1.0 / _LN10_10), out=out[:, :nm])
+        np.matmul(mel_db, self.dct_t, out=out[:, nm : nm + nc])
+        out[:, nm + nc] = energy_db
+        out[:, nm + nc + 1] = (mag @ self.freqs) / np.maximum(mag.sum(axis=1), 1e-10) / 1000.0
+        out[:, nm + nc + 2] = np.log10(np.maximum(flat, 1e-10))
+        out[:, nm + nc + 3] = self._pitch(power64)
+        out[:, nm + nc + 4] = 0.0
 
     def _acf(self, power: np.ndarray) -> np.ndarray:
         """Autocorrelation (unnormalised) at the ``acf_rate`` grid from power spectra rows."""
-        low = power[:, : self.acf_bins]
-        even = np.concatenate([low, low[:, -2:0:-1]], axis=1)
-        return np.fft.rfft(even, axis=1).real
+        n, b = len(power), self.acf_bins
+        even = self._scratch("even", (n, 2 * (b - 1)), np.float64)
+        even[:, :b] = power[:, :b]
+        even[:, b:] = power[:, b - 2 : 0 : -1]
+        acf = np.fft.rfft(even, axis=1, out=self._scratch("acf", (n, b), np.complex128))
+        return acf.real
 
     def _pitch(self, power: np.ndarray) -> np.ndarray:
         """Semitones above 55 Hz of the normalised-autocorrelation pitch; 0 where unvoiced."""
@@ -175,12 +217,14 @@ def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
     out = np.zeros(s.n_features, dtype=np.float32)
     if len(rows) == 0:
         return out
-    mel = rows[:, : s.n_mels].astype(np.float64)
-    mel_db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    mel_db = np.maximum(mel_db, mel_db.max() - s.top_db)
-    out[: s.n_mfcc] = an.dct @ mel_db.mean(axis=0)
-    out[s.n_mfcc : s.n_mfcc + s.n_chroma] = rows[:, s.n_mels : s.n_mels + s.n_chroma].mean(axis=0)
-    out[s.n_mfcc + s.n_chroma :] = mel.mean(axis=0)
+    nm, n = s.n_mels, len(rows)
+    mel_db = rows[:, nm : 2 * nm]
+    floor = mel_db.max() - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
+    mean_db = np.add.reduce(np.maximum(mel_db, floor), axis=0, dtype=np.float64) / n
+    out[: s.n_mfcc] = an.dct @ mean_db
+    out[s.n_mfcc : s.n_mfcc + s.n_chroma] = np.add.reduce(
+        rows[:, 2 * nm : 2 * nm + s.n_chroma], axis=0, dtype=np.float64) / n
+    out[s.n_mfcc + s.n_chroma :] = np.add.reduce(rows[:, :nm], axis=0, dtype=np.float64) / n
     return out
 
 

@@ -84,3 +84,31 @@ def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
     m = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
     m[0] /= np.sqrt(2.0)
     return m
+
+
+class BandedProduct:
+    """``x @ weights.T`` for a filterbank whose filters each cover a short run of bins.
+
+    Filters are taken in groups of ``group``; each group multiplies only the bins its
+    filters cover, so a 128-band mel bank costs about a fifth of the dense product.
+    """
+
+    def __init__(self, weights: np.ndarray, group: int = 16, dtype: type = np.float32):
+        weights = np.asarray(weights)
+        self.n_out, self.n_in = weights.shape
+        self.blocks: list[tuple[int, int, int, int, np.ndarray]] = []
+        for g0 in range(0, self.n_out, group):
+            g1 = min(g0 + group, self.n_out)
+            cols = np.nonzero(np.any(weights[g0:g1] != 0, axis=0))[0]
+            lo, hi = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 0)
+            self.blocks.append((g0, g1, lo, hi, np.ascontiguousarray(weights[g0:g1, lo:hi].T, dtype=dtype)))
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((len(x), self.n_out), dtype=x.dtype)
+        for g0, g1, lo, hi, w in self.blocks:
+            if hi > lo:
+                np.matmul(x[:, lo:hi], w, out=out[:, g0:g1])
+            else:
+                out[:, g0:g1] = 0
+        return out

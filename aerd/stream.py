@@ -49,7 +49,8 @@ class StreamExtractor:
         self.incremental = (not spec.center) and self.hop % spec.hop_length == 0
         self.n_frames = 1 + (self.win - spec.n_fft) // spec.hop_length
         cap = max(self.win, self.hop + spec.n_fft) + spec.hop_length
-        self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float32)
+        # float64 copies of the float32 samples: frames are views of it (see FrameAnalyzer.frames)
+        self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float64)
         self._buf_start = 0      # absolute sample index of _buf[0]
         self._fill = 0           # valid samples in _buf
         self._next_frame = 0     # first frame index not analysed yet
@@ -91,7 +92,7 @@ class StreamExtractor:
         if self.incremental:
             last = (end - self.spec.n_fft) // fh
             off = self._next_frame * fh - self._buf_start
-            frames = self.analyzer.frames(self._buf[off : self._fill])[: last + 1 - self._next_frame]
+            frames = self.analyzer.frames64(self._buf[off : self._fill])[: last + 1 - self._next_frame]
             new = self.analyzer.analyze(frames)
             n = len(new)
             if n >= self.n_frames:
