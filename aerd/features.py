@@ -51,6 +51,8 @@ class FrameAnalyzer:
         self._buffers: dict[str, np.ndarray] = {}
         self.window = hann_window(s.win_length, s.n_fft).astype(np.float32)
         self._window64 = self.window.astype(np.float64)
+        nz = np.nonzero(self._window64)[0]
+        self._span = (int(nz[0]), int(nz[-1]) + 1)
         self.mel = BandedProduct(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax))
         n_bins = s.n_fft // 2 + 1
         # one-sided Parseval weights: sum(w_k |X_k|^2) / n_fft == sum(frame_windowed^2)
@@ -77,8 +79,16 @@ class FrameAnalyzer:
             self.lag_hi = int(np.ceil(self.acf_rate / s.f0_min))
             w = self.window.astype(np.float64)
             pw = np.abs(np.fft.rfft(w)) ** 2
-            rw = self._acf(pw[None, :])[0]
-            self._win_acf = rw[self.lag_lo - 1 : self.lag_hi + 2] / rw[0]
+            # ACF at lag 0 and at the pitch lags only, as one product with a cosine matrix:
+            # the real DFT of the even extension of the low band of the power spectrum.
+            b = self.acf_bins
+            lags = np.concatenate([[0], np.arange(self.lag_lo - 1, self.lag_hi + 2)])
+            weight = np.full(b, 2.0)
+            weight[0] = weight[-1] = 1.0
+            cos = weight[:, None] * np.cos(2 * np.pi * np.outer(np.arange(b), lags) / (2 * (b - 1)))
+            self._acf_mat = cos.astype(np.float32)
+            rw = pw[:b] @ cos
+            self._win_acf = (rw[1:] / rw[0]).astype(np.float32)
             self.width = s.n_mels + s.n_mfcc + 5
 
     # -- columns -------------------------------------------------------------------------
@@ -111,7 +121,7 @@ class FrameAnalyzer:
         hop costs more in page faults than the FFT itself)."""
         buf = self._buffers.get(name)
         if buf is None or buf.shape[1] != shape[1] or buf.shape[0] < shape[0]:
-            buf = self._buffers[name] = np.empty((max(shape[0], CHUNK), shape[1]), dtype=dtype)
+            buf = self._buffers[name] = np.zeros((max(shape[0], CHUNK), shape[1]), dtype=dtype)
         return buf[: shape[0]]
 
     def analyze(self, frames: np.ndarray) -> np.ndarray:
@@ -125,11 +135,14 @@ class FrameAnalyzer:
         spec, n = self.spec, len(frames)
         nb = spec.n_fft // 2 + 1
         # numpy's float64 FFT is ~4x faster than its float32 one; products run in float32.
-        windowed = np.multiply(frames, self._window64, out=self._scratch("w", (n, spec.n_fft), np.float64))
+        # Only the window's non-zero span is multiplied; the rest of the buffer stays zero.
+        lo, hi = self._span
+        windowed = self._scratch("w", (n, spec.n_fft), np.float64)
+        np.multiply(frames[:, lo:hi], self._window64[lo:hi], out=windowed[:, lo:hi])
         spectrum = np.fft.rfft(windowed, axis=1, out=self._scratch("X", (n, nb), np.complex128))
-        power64 = np.multiply(spectrum.real, spectrum.real, out=self._scratch("p64", (n, nb), np.float64))
-        imag2 = np.multiply(spectrum.imag, spectrum.imag, out=self._scratch("w", (n, nb), np.float64))
-        power64 += imag2
+        pairs = spectrum.view(np.float64)
+        np.square(pairs, out=pairs)
+        power64 = np.add(pairs[:, 0::2], pairs[:, 1::2], out=self._scratch("p64", (n, nb), np.float64))
         power = self._scratch("p32", (n, nb), np.float32)
         power[...] = power64
         mel = self.mel(power)
@@ -155,23 +168,13 @@ class FrameAnalyzer:
         out[:, nm + nc] = energy_db
         out[:, nm + nc + 1] = (mag @ self.freqs) / np.maximum(mag.sum(axis=1), 1e-10) / 1000.0
         out[:, nm + nc + 2] = np.log10(np.maximum(flat, 1e-10))
-        out[:, nm + nc + 3] = self._pitch(power64)
+        out[:, nm + nc + 3] = self._pitch(power)
         out[:, nm + nc + 4] = 0.0
-
-    def _acf(self, power: np.ndarray) -> np.ndarray:
-        """Autocorrelation (unnormalised) at the ``acf_rate`` grid from power spectra rows."""
-        n, b = len(power), self.acf_bins
-        even = self._scratch("even", (n, 2 * (b - 1)), np.float64)
-        even[:, :b] = power[:, :b]
-        even[:, b:] = power[:, b - 2 : 0 : -1]
-        acf = np.fft.rfft(even, axis=1, out=self._scratch("acf", (n, b), np.complex128))
-        return acf.real
 
     def _pitch(self, power: np.ndarray) -> np.ndarray:
         """Semitones above 55 Hz of the normalised-autocorrelation pitch; 0 where unvoiced."""
-        acf = self._acf(power)
-        r0 = np.maximum(acf[:, :1], 1e-20)
-        seg = acf[:, self.lag_lo - 1 : self.lag_hi + 2] / r0 / self._win_acf
+        acf = power[:, : self.acf_bins] @ self._acf_mat
+        seg = acf[:, 1:] / np.maximum(acf[:, :1], np.float32(1e-20)) / self._win_acf
         inner = seg[:, 1:-1]
         peak = inner.max(axis=1)
         # the shortest lag whose local maximum nearly reaches the best one (no sub-octaves)
