@@ -136,7 +136,9 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
     augmented copies per clip (see tools/augment.py). Cached in cache/ by content key."""
     from tools import augment
 
-    key = _key(spec.to_dict(), window_s, hop_s, n_aug, aug_seed, augment.VERSION,
+    code = hashlib.sha256((REPO / "aerd" / "features.py").read_bytes()).hexdigest()[:12]
+    key = _key(spec.to_dict(), spec.n_features, code, window_s, hop_s, n_aug, aug_seed,
+               augment.VERSION,
                [c.path.name for c in clips])
     CACHE_DIR.mkdir(exist_ok=True)
     cache = CACHE_DIR / f"feat-{spec.set}-{key}.npz"

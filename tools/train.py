@@ -9,16 +9,21 @@ Features come only from aerd.features / aerd.stream (tools/dataset.py), never li
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import sys
-import time
-import warnings
-from pathlib import Path
-from typing import Any
+import os
 
-import numpy as np
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -33,13 +38,14 @@ from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
 
 WINDOW_S, HOP_S, MIN_AUDIO_S = 3.0, 0.5, 1.0
+DEFAULT_AUG = 1
 MODELS = REPO / "models"
 
 SEED_MLP = dict(hidden_layer_sizes=(300,), alpha=0.01, batch_size=256, learning_rate="adaptive",
                 max_iter=500)
 # the default model's MLP (chosen by leave-actors-out search, see tools/evaluate.py)
-DEFAULT_MLP = dict(hidden_layer_sizes=(256,), alpha=0.01, batch_size=256, learning_rate_init=1e-3,
-                   max_iter=200, early_stopping=False)
+DEFAULT_MLP = dict(hidden_layer_sizes=(256,), alpha=1.0, batch_size=256, learning_rate_init=1e-3,
+                   max_iter=200)
 
 
 def make_pipeline(mlp: dict[str, Any], seed: int = 0) -> Pipeline:
@@ -111,34 +117,61 @@ def train_seed(clips: list[ds.Clip], metrics: dict[str, Any] | None = None,
                                      "StandardScaler + MLPClassifier", mlp=SEED_MLP,
                                      examples=int(len(y)))
     card["metrics"] = metrics or {}
-    return write_bundle("seed180", export_onnx(pipe, spec.n_features), card)
+    card["adaptation"] = {}  # none: the seed recipe has no per-device adaptation graph
+    return write_bundle("seed180", export_onnx(pipe, spec.n_features), card, MODELS)
 
 
 def default_table(clips: list[ds.Clip], spec: FeatureSpec, n_aug: int) -> ds.FeatureTable:
     return ds.extract_table(clips, spec, window_s=WINDOW_S, hop_s=HOP_S, n_aug=n_aug)
 
 
-def train_default(clips: list[ds.Clip], n_aug: int = 0, mlp: dict[str, Any] | None = None,
+def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str, Any] | None = None,
                   metrics: dict[str, Any] | None = None, seed: int = 0,
-                  adaptation: tuple[bytes, dict[str, Any]] | None = None) -> Path:
+                  adapt: dict[str, Any] | None = None) -> tuple[Path, dict[str, list[float]]]:
+    """The default bundle: cold graph + adaptation graph. Returns (card path, loss curves)."""
+    from tools import evaluate as ev
+
     spec = FeatureSpec()
     mlp = mlp or DEFAULT_MLP
+    adapt = dict(adapt or ev.ADAPT)
     tab = default_table(clips, spec, n_aug)
-    y = np.array([ds.EMOTIONS.index(clips[i].emotion) for i in tab.clip])
-    pipe = fit(make_pipeline(mlp, seed), tab.X, y)
+    y_clip = ev.labels_of(clips, ds.EMOTIONS)
+    actors = sorted({c.actor for c in clips})
+    X, y = ev.train_rows(tab, clips, y_clip, actors)
+    pipe = fit(make_pipeline(mlp, seed), X, y)
     labels = [ds.EMOTIONS[int(k)] for k in pipe.classes_]
+    rstd = ev.ref_std(tab, clips, actors)
+    Xa, ya = ev.adapt_rows(tab, clips, y_clip, actors, adapt, rstd, seed)
+    apipe = fit(make_pipeline(mlp, seed), Xa, ya)
+    assert list(apipe.classes_) == list(pipe.classes_)
+    ablob = export_onnx(apipe, spec.n_features)
     card = card_base(spec, labels)
     card["training"] = training_info(
         clips, recipe="rich features of daemon-like stream windows "
-        f"({WINDOW_S} s, hop {HOP_S} s) plus whole clips; StandardScaler + MLPClassifier",
-        mlp=mlp, augmented_copies_per_clip=n_aug, examples=int(len(y)))
+        f"({WINDOW_S} s, hop {HOP_S} s) plus whole clips, clean and room-augmented "
+        "(noise SNR 5-30 dB, gain +-12 dB, reverb RT60 0.2-0.6 s); StandardScaler + MLPClassifier",
+        mlp=mlp, augmented_copies_per_clip=n_aug, examples=int(len(y)),
+        adaptation_examples=int(len(ya)))
     card["metrics"] = metrics or {}
-    extra = None
-    if adaptation is not None:
-        blob, params = adaptation
-        card["adaptation"] = {"onnx": "default.adapt.onnx", "onnx_sha256": sha256(blob), **params}
-        extra = {"default.adapt.onnx": blob}
-    return write_bundle("default", export_onnx(pipe, spec.n_features), card, extra=extra)
+    card["adaptation"] = {
+        "onnx": "default.adapt.onnx", "onnx_sha256": sha256(ablob),
+        "method": "per-device running mean/variance normaliser (aerd.adapt.FeatureNormalizer) "
+                  "of speech windows (speech >= 0.2); before warm-up use the cold graph",
+        **adapt, "ref_std": [round(float(v), 6) for v in rstd]}
+    path = write_bundle("default", export_onnx(pipe, spec.n_features), card, MODELS,
+                        extra={"default.adapt.onnx": ablob})
+    curves = {"cold graph": list(pipe.steps[-1][1].loss_curve_),
+              "adaptation graph": list(apipe.steps[-1][1].loss_curve_)}
+    return path, curves
+
+
+def compact_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures stored in the card (mean/std, fractions)."""
+    s = result["lao"]["summary"]
+    return {"protocol": "leave-actors-out CV, 5 folds of 4 actors (2 male + 2 female), actors 1-20; "
+                        "clip = mean of windows with speech >= 0.2; mean/std over folds",
+            "lao": s, "seed_recipe_lao": result["seed_lao"]["summary"],
+            "seed_protocol_random_75_25_4class": result["seed_protocol"]["summary"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=str(MODELS), help="output directory (default: models/)")
     ap.add_argument("--only", choices=("seed180", "default", "all"), default="all",
                     help="which bundle(s) to train (default: all)")
-    ap.add_argument("--aug", type=int, default=0,
+    ap.add_argument("--aug", type=int, default=DEFAULT_AUG,
                     help="augmented (noise/gain/reverb) copies per clip for the default model")
     ap.add_argument("--evaluate", action="store_true",
                     help="run the leave-actors-out evaluation (tools/evaluate.py) and store the "
@@ -166,11 +199,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: {e} (use --data DIR)", file=sys.stderr)
         return 2
     t0 = time.time()
+    metrics: dict[str, Any] = {}
+    if args.evaluate:
+        from tools import evaluate as ev
+
+        cfg = ev.Config(mlp=dict(DEFAULT_MLP), n_aug=args.aug, seed=args.seed)
+        result = ev.run_all(clips, cfg, MODELS)
+        ev.print_summary(result)
+        (ds.CACHE_DIR / "evaluation.json").write_text(json.dumps(result, indent=1))
+        metrics = compact_metrics(result)
     if args.only in ("seed180", "all"):
-        p = train_seed(clips, seed=args.seed)
+        p = train_seed(clips, metrics=metrics.get("seed_recipe_lao") and {
+            "seed_recipe_lao": metrics["seed_recipe_lao"],
+            "seed_protocol_random_75_25_4class": metrics["seed_protocol_random_75_25_4class"]},
+            seed=args.seed)
         print(f"wrote {p} ({time.time() - t0:.0f} s)")
     if args.only in ("default", "all"):
-        p = train_default(clips, n_aug=args.aug, seed=args.seed)
+        p, curves = train_default(clips, n_aug=args.aug, metrics=metrics, seed=args.seed)
+        from tools.evaluate import plot_loss
+
+        plot_loss(curves, MODELS / "loss.png")
         print(f"wrote {p} ({time.time() - t0:.0f} s)")
     return 0
 
