@@ -36,13 +36,14 @@ class StreamExtractor:
     """Feeds on audio chunks of any size (float32, mono, at the spec's rate)."""
 
     def __init__(self, spec: FeatureSpec, window_s: float, hop_s: float,
-                 min_audio_s: float = 1.0):
+                 min_audio_s: float = 1.0, tail_s: float = 0.25):
         self.spec = spec
         self.analyzer = FrameAnalyzer(spec)
         sr = spec.sample_rate
         self.win = int(round(window_s * sr))
         self.hop = int(round(hop_s * sr))
         self.min_samples = int(round(min_audio_s * sr))
+        self.tail = int(round(tail_s * sr))
         if self.win < spec.n_fft or self.hop <= 0:
             raise ValueError("window shorter than one frame or hop not positive")
         # Incremental frames need a grid shared by all windows; otherwise recompute each window.
@@ -57,6 +58,7 @@ class StreamExtractor:
         self._rows = np.zeros((self.n_frames, self.analyzer.width), dtype=np.float32)
         self._k = 0              # next window index
         self.samples_in = 0
+        self._flushed = False
 
     def _window_end(self, k: int) -> int:
         return k * self.hop + self.win
@@ -78,29 +80,48 @@ class StreamExtractor:
         return out
 
     def flush(self) -> list[Window]:
-        """At end of stream: a stream shorter than one window still yields one (shorter) window
-        if it holds at least ``min_audio_s`` of audio."""
-        if self._k > 0 or self.samples_in < max(self.min_samples, self.spec.n_fft):
+        """At end of stream. A stream shorter than one window yields one (shorter) window if it
+        holds at least ``min_audio_s``; otherwise, if at least ``tail_s`` of audio came after the
+        last window, one more window ending at the stream's end scores that tail."""
+        sr = self.spec.sample_rate
+        if self._flushed:
             return []
-        feats, speech = extract_window(self._buf[: self._fill], self.spec, self.analyzer)
-        self._k = 1
-        return [Window(0, 0.0, self._fill / self.spec.sample_rate, feats, speech)]
+        self._flushed = True
+        if self._k == 0:
+            if self.samples_in < max(self.min_samples, self.spec.n_fft):
+                return []
+            feats, speech = extract_window(self._buf[: self._fill], self.spec, self.analyzer)
+            self._k = 1
+            return [Window(0, 0.0, self._fill / sr, feats, speech)]
+        total = self._buf_start + self._fill
+        last = (total - self.spec.n_fft) // self.spec.hop_length
+        if not self.incremental or total - self._window_end(self._k - 1) < self.tail or last < self._next_frame:
+            return []
+        self._append_frames(last)
+        feats, speech = window_features(self._rows, self.analyzer)
+        k = self._k
+        self._k += 1
+        return [Window(k, (total - self.win) / sr, total / sr, feats, speech)]
+
+    def _append_frames(self, last: int) -> None:
+        """Analyse frames ``_next_frame..last`` in one batch and push them into the row ring."""
+        fh = self.spec.hop_length
+        off = self._next_frame * fh - self._buf_start
+        frames = self.analyzer.frames64(self._buf[off : self._fill])[: last + 1 - self._next_frame]
+        new = self.analyzer.analyze(frames)
+        n = len(new)
+        if n >= self.n_frames:
+            self._rows[:] = new[-self.n_frames :]
+        elif n:
+            self._rows[:-n] = self._rows[n:]
+            self._rows[-n:] = new
+        self._next_frame = last + 1
 
     def _emit(self) -> Window:
         k, sr, fh = self._k, self.spec.sample_rate, self.spec.hop_length
         end = self._window_end(k)
         if self.incremental:
-            last = (end - self.spec.n_fft) // fh
-            off = self._next_frame * fh - self._buf_start
-            frames = self.analyzer.frames64(self._buf[off : self._fill])[: last + 1 - self._next_frame]
-            new = self.analyzer.analyze(frames)
-            n = len(new)
-            if n >= self.n_frames:
-                self._rows[:] = new[-self.n_frames :]
-            else:
-                self._rows[:-n] = self._rows[n:]
-                self._rows[-n:] = new
-            self._next_frame = last + 1
+            self._append_frames((end - self.spec.n_fft) // fh)
             feats, speech = window_features(self._rows, self.analyzer)
             keep_from = self._next_frame * fh
         else:
