@@ -222,3 +222,38 @@ def test_sigterm_stops_cleanly_within_2s(tmp_path):
     out, _ = listener.communicate(timeout=10)
     states = [e["state"] for e in json_lines(out)]
     assert states and states[-1] == "stopping"
+
+
+def test_adaptation_warms_up_persists_and_resumes(tmp_path):
+    """Daemon default: adaptation on; after warm-up events say adapted; state survives restart."""
+    from e2e_helpers import REPO
+
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    warmup = card["adaptation"]["warmup_windows"]
+    wav = tmp_path / "s.wav"
+    make_stream(wav, gap_s=0.2, repeat=max(1, warmup // 6 + 2))
+    state = tmp_path / "state"
+    rc, events, drc, dlog = _run_with_listener_adapt(tmp_path, wav, state)
+    assert drc == 0 and rc == 0, dlog
+    emotions = [e for e in events if e["topic"] == "emotion"]
+    assert not emotions[0]["adapted"] and emotions[-1]["adapted"]
+    saved = state / "adapt-default.json"
+    assert saved.exists()
+    n_before = json.loads(saved.read_text())["n"]
+    assert n_before >= warmup
+    rc, events, drc, dlog = _run_with_listener_adapt(tmp_path, wav, state)
+    emotions = [e for e in events if e["topic"] == "emotion"]
+    assert drc == 0 and emotions[0]["adapted"], "restart did not resume the saved adaptation"
+    assert json.loads(saved.read_text())["n"] > n_before
+
+
+def _run_with_listener_adapt(tmp_path, wav, state):
+    ep = f"ipc://{tmp_path}/ad.sock"
+    listener = spawn("listen", "--endpoint", ep, "--timeout", "60", "--count", "100000")
+    daemon = spawn("run", "--endpoint", ep, "--input", str(wav), "--fast", "--state-dir", str(state),
+                   "--wait-subscriber", "20")
+    d_out, d_err = daemon.communicate(timeout=120)
+    time.sleep(0.5)
+    listener.send_signal(signal.SIGTERM)
+    out, _ = listener.communicate(timeout=10)
+    return 0, json_lines(out), daemon.returncode, d_out + d_err
