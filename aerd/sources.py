@@ -110,6 +110,10 @@ class FileSource:
             log.error("%s: read error, stopping this input (%s)", self.name, _short(e))
             return self._resample(np.zeros(0, np.float32), last=True)
         self._pos += len(data)
+        if not np.isfinite(data).all():   # float files can hold NaN/inf: a bad frame, not a crash
+            self.bad_frames += 1
+            data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
+        np.clip(data, -1.0, 1.0, out=data)
         last = len(data) < self._block or self._pos >= self._f.frames
         if last:
             self.ended = True

@@ -267,3 +267,56 @@ def test_resampled_output_stays_in_range():
     d = np.tile(np.array([32767, 32767, -32768, -32768], "<i2"), 500).tobytes()
     y = read_all(StdinSource(io.BytesIO(d), in_rate=8000, rate=RATE), timeout=0)
     assert np.abs(y).max() <= 1.0
+
+
+def _valid_wav_bytes() -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, (np.sin(np.arange(8000) / 5) * 0.5).astype(np.float32), 16000, format="WAV")
+    return buf.getvalue()
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(0, 2000), flips=st.lists(st.tuples(st.integers(0, 20000), st.integers(0, 255)),
+                                                 max_size=12),
+       junk=st.binary(max_size=200), suffix=st.sampled_from([".wav", ".flac", ".ogg", ".bin"]))
+def test_fuzz_audio_files(tmp_path_factory, cut, flips, junk, suffix):
+    """Mangled audio files: either a clear AudioError naming the file, or finite samples."""
+    data = bytearray(_valid_wav_bytes())
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    data = bytes(data[: len(data) - cut]) + junk
+    path = tmp_path_factory.mktemp("fuzz") / f"x{suffix}"
+    path.write_bytes(data)
+    try:
+        src = FileSource(path, 16000, fast=True)
+    except AudioError as e:
+        assert str(path) in str(e)
+        return
+    total = 0
+    while not src.ended:
+        block = src.read()
+        if block is not None:
+            assert block.dtype == np.float32 and np.all(np.isfinite(block))
+            assert np.all(np.abs(block) <= 1.0 + 1e-6)
+            total += len(block)
+    src.close()
+    assert total <= 16000 * 60
+
+
+def test_float_file_with_nan_and_inf_is_sanitised_and_counted(tmp_path):
+    y = (np.sin(np.arange(32000) / 7) * 0.5).astype(np.float32)
+    y[1000:1010] = np.nan
+    y[5000] = np.inf
+    y[6000] = 7.0
+    path = tmp_path / "float.wav"
+    sf.write(path, y, 16000, subtype="FLOAT")
+    src = FileSource(path, 16000, fast=True)
+    out = []
+    while not src.ended:
+        b = src.read()
+        if b is not None:
+            out.append(b)
+    audio = np.concatenate(out)
+    assert np.all(np.isfinite(audio)) and np.abs(audio).max() <= 1.0
+    assert src.bad_frames >= 1
