@@ -85,7 +85,7 @@ class Daemon:
             input=src.state, detail=src.detail, uptime=round(time.monotonic() - self._t0, 3),
             audio_s=round(self.counters.audio_s, 3), windows=p.windows, speech_windows=p.speech_windows,
             events=self.counters.events, overflows=src.overflows, dropped=self.publisher.dropped,
-            bad_frames=src.bad_frames, model=p.model.id)
+            bad_frames=src.bad_frames + p.bad_windows, model=p.model.id)
 
     def _publish_status(self, state: str = "running") -> None:
         ev = self.status_event(state)

@@ -32,6 +32,7 @@ class Pipeline:
         self.adapter = adapter
         self.windows = 0
         self.speech_windows = 0
+        self.bad_windows = 0
 
     def _results(self, windows: list[Window]) -> list[Result]:
         out = []
@@ -39,6 +40,9 @@ class Pipeline:
             self.windows += 1
             adapted = False
             x = w.features
+            if not np.isfinite(x).all():   # never feed NaN to the model or the adapter
+                self.bad_windows += 1
+                continue
             if w.speech >= self.min_speech:
                 self.speech_windows += 1
                 if self.adapter is not None:
