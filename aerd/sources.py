@@ -73,6 +73,7 @@ class FileSource:
             self._f.close()
             raise AudioError(f"{path}: audio file is empty")
         self.file_rate = self._f.samplerate
+        self._float_file = not str(self._f.subtype).startswith(("PCM", "ULAW", "ALAW"))
         self.channels = self._f.channels
         self._resample = Resampler(self.file_rate, rate)
         # fast mode has no pace to keep: large blocks cut per-block overhead
@@ -110,10 +111,11 @@ class FileSource:
             log.error("%s: read error, stopping this input (%s)", self.name, _short(e))
             return self._resample(np.zeros(0, np.float32), last=True)
         self._pos += len(data)
-        if not np.isfinite(data).all():   # float files can hold NaN/inf: a bad frame, not a crash
-            self.bad_frames += 1
-            data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
-        np.clip(data, -1.0, 1.0, out=data)
+        if self._float_file:   # float files can hold NaN/inf or > full scale: sanitise, count
+            if not np.isfinite(data).all():
+                self.bad_frames += 1
+                data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
+            np.clip(data, -1.0, 1.0, out=data)
         last = len(data) < self._block or self._pos >= self._f.frames
         if last:
             self.ended = True
