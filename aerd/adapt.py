@@ -22,6 +22,17 @@ training, from the card) and never below ``min_std``, so a device that hears one
 voice, or pure noise that passes the speech gate, cannot blow features up. Outputs are
 clipped to ``+-clip``.
 
+Shrinkage toward the population (optional, ``prior_count`` > 0): with few windows heard,
+the statistics are pulled toward the training population's, as if ``prior_count`` windows
+of a typical speaker (mean ``prior_mean``, deviation ``ref_std``) had been heard first::
+
+    m = min(n, max_count)
+    mean_eff = (m * mean + prior_count * prior_mean) / (m + prior_count)
+    var_eff  = (m * var  + prior_count * ref_std**2) / (m + prior_count)
+
+so the normalised features move smoothly from population to device statistics instead of
+switching hard at the end of the warm-up, and a short warm-up is safe.
+
 Numpy only; ``state_dict()`` / ``load_state_dict()`` give a JSON-serialisable state so the
 statistics survive restarts.
 """
@@ -41,7 +52,8 @@ class FeatureNormalizer:
     def __init__(self, dim: int, warmup: int = 30, max_count: int = 2000,
                  ref_std: np.ndarray | list[float] | None = None,
                  std_bounds: tuple[float, float] = (0.25, 4.0), min_std: float = 1e-4,
-                 clip: float = 10.0):
+                 clip: float = 10.0, prior_mean: np.ndarray | list[float] | None = None,
+                 prior_count: float = 0.0):
         if dim <= 0 or warmup < 1 or max_count < 1:
             raise ValueError("dim, warmup and max_count must be positive")
         if not 0 < std_bounds[0] <= std_bounds[1]:
@@ -56,6 +68,15 @@ class FeatureNormalizer:
         self.std_bounds = (float(std_bounds[0]), float(std_bounds[1]))
         self.min_std = float(min_std)
         self.clip = float(clip)
+        self.prior_count = float(prior_count)
+        if self.prior_count < 0 or not np.isfinite(self.prior_count):
+            raise ValueError("prior_count must be finite and >= 0")
+        self.prior_mean = (np.zeros(dim) if prior_mean is None
+                           else np.asarray(prior_mean, dtype=np.float64).reshape(-1))
+        if self.prior_mean.shape != (dim,) or not np.all(np.isfinite(self.prior_mean)):
+            raise ValueError(f"prior_mean must be {dim} finite values")
+        if self.prior_count > 0 and prior_mean is None:
+            raise ValueError("prior_count > 0 needs prior_mean")
         self.reset()
 
     @classmethod
@@ -66,7 +87,9 @@ class FeatureNormalizer:
                    ref_std=adaptation.get("ref_std"),
                    std_bounds=tuple(adaptation.get("std_bounds", (0.25, 4.0))),
                    min_std=float(adaptation.get("min_std", 1e-4)),
-                   clip=float(adaptation.get("clip", 10.0)))
+                   clip=float(adaptation.get("clip", 10.0)),
+                   prior_mean=adaptation.get("prior_mean"),
+                   prior_count=float(adaptation.get("prior_count", 0.0)))
 
     def reset(self) -> None:
         self.n = 0
@@ -92,18 +115,27 @@ class FeatureNormalizer:
             self.mean += r * d
             self.var = (1.0 - r) * (self.var + r * d * d)
 
+    def _effective(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, variance) used by :meth:`transform`: shrunk toward the prior if any."""
+        if self.prior_count <= 0:
+            return self.mean, self.var
+        m = float(min(self.n, self.max_count))
+        w = m / (m + self.prior_count)
+        return (w * self.mean + (1.0 - w) * self.prior_mean,
+                w * self.var + (1.0 - w) * self.ref_std ** 2)
+
     def std(self) -> np.ndarray:
         """The bounded standard deviation used by :meth:`transform`."""
         lo = np.maximum(self.std_bounds[0] * self.ref_std, self.min_std)
         hi = np.maximum(self.std_bounds[1] * self.ref_std, lo)
-        return np.clip(np.sqrt(np.maximum(self.var, 0.0)), lo, hi)
+        return np.clip(np.sqrt(np.maximum(self._effective()[1], 0.0)), lo, hi)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Normalised float32 copy of ``x`` (one vector or rows)."""
         arr = np.asarray(x, dtype=np.float64)
         if arr.shape[-1] != self.dim:
             raise ValueError(f"expected {self.dim} features, got {arr.shape[-1]}")
-        z = (arr - self.mean) / self.std()
+        z = (arr - self._effective()[0]) / self.std()
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
     # -- persistence ---------------------------------------------------------------------

@@ -16,8 +16,9 @@ Feature sets:
              same window and framing.
 ``rich``     statistics over the speech frames of the window only: band-levelled log-mel
              means and standard deviations, MFCC 1.. means and deviations, deviations of
-             MFCC deltas, energy dynamics, spectral centroid and flatness, pitch (from the
-             normalised autocorrelation) mean/deviation, voiced and speech fractions.
+             log-mel and MFCC deltas, energy dynamics, spectral centroid and flatness, pitch
+             (from the normalised autocorrelation) mean/deviation/slope/step, voicing and
+             speech onset rates, voiced and speech fractions.
              Level-invariant by construction (no absolute loudness feature).
 
 Frames count as speech when their energy is within ``vad.range_db`` of the loudest frame
@@ -232,32 +233,93 @@ def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
 
 
 def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
+    """Rich statistics of one window's frame rows (float32 throughout).
+
+    Means and deviations over the speech frames are matrix-vector products with a weight
+    vector (1/n on the speech frames, 0 elsewhere): far cheaper than boolean indexing and
+    ``mean``/``std`` calls, and every window, batch or stream, takes the same arithmetic.
+
+    Layout: log-mel means (levelled) and deviations, MFCC 1.. means and deviations,
+    deviations of the frame-to-frame differences of log-mel bands and of MFCCs (consecutive
+    speech frames), then energy deviation and mean absolute energy difference, centroid and
+    flatness mean/deviation, pitch mean/deviation, pitch slope (semitones/s, least squares
+    over voiced frames), mean absolute pitch step between consecutive voiced frames, voicing
+    onsets per second of speech, speech onsets per second, voiced and speech fractions."""
     s = an.spec
     out = np.zeros(s.n_features, dtype=np.float32)
-    sp = rows[speech].astype(np.float64)
-    if len(sp) < 3:
-        out[-1] = speech.mean() if len(speech) else 0.0
+    n = len(speech)
+    n_sp = int(np.count_nonzero(speech))
+    if n_sp < 3:
+        out[-1] = n_sp / n if n else 0.0
         return out
     nm, nc = s.n_mels, s.n_mfcc
-    mel_db, mfcc = sp[:, :nm], sp[:, nm : nm + nc]
-    e, cen, flat, f0 = (sp[:, nm + nc + i] for i in range(4))
+    k = nm + nc  # energy column; then centroid, flatness, pitch
+    hop_s = s.hop_length / s.sample_rate
+    w = speech.astype(np.float32)
+    w *= np.float32(1.0 / n_sp)
+    mu = w @ rows
+    # deviation as sqrt(E[x^2] - E[x]^2) (element-wise products of whole contiguous arrays
+    # are cheap; broadcasting a centring is not)
+    sd = np.sqrt(np.maximum(w @ np.multiply(rows, rows) - mu * mu, np.float32(0.0)))
+    lm = mu[:nm]
+    out[:nm] = lm - np.float32(np.add.reduce(lm) / nm)
+    o = nm
+    out[o : o + nm] = sd[:nm]
+    o += nm
+    out[o : o + nc - 1] = mu[nm + 1 : k]
+    o += nc - 1
+    out[o : o + nc - 1] = sd[nm + 1 : k]
+    o += nc - 1
+    # frame-to-frame differences of log-mel, MFCCs and energy between consecutive speech frames
     pairs = speech[1:] & speech[:-1]
-    all_rows = rows.astype(np.float64)
-    d_mfcc = (all_rows[1:, nm : nm + nc] - all_rows[:-1, nm : nm + nc])[pairs]
-    d_e = (all_rows[1:, nm + nc] - all_rows[:-1, nm + nc])[pairs]
-    voiced = f0 > 0
-    lm_mean = mel_db.mean(axis=0)
-    parts = [
-        lm_mean - lm_mean.mean(), mel_db.std(axis=0),
-        mfcc[:, 1:].mean(axis=0), mfcc[:, 1:].std(axis=0),
-        d_mfcc.std(axis=0) if len(d_mfcc) else np.zeros(nc),
-        [e.std(), np.abs(d_e).mean() if len(d_e) else 0.0],
-        [cen.mean(), cen.std()], [flat.mean(), flat.std()],
-        [f0[voiced].mean(), f0[voiced].std()] if voiced.any() else [0.0, 0.0],
-        [voiced.mean(), speech.mean()],
-    ]
-    out[:] = np.concatenate([np.ravel(p) for p in parts])
+    n_p = int(np.count_nonzero(pairs))
+    d_e = 0.0
+    if n_p:
+        wp = pairs.astype(np.float32)
+        wp *= np.float32(1.0 / n_p)
+        d = rows[1:] - rows[:-1]  # whole rows: one contiguous subtraction
+        d_e = float(wp @ np.abs(d[:, k]))
+        # differences have a mean near zero: sqrt(E[d^2] - E[d]^2) loses nothing
+        m1 = wp @ d[:, :k]
+        out[o : o + k] = np.sqrt(np.maximum(wp @ np.multiply(d, d, out=d)[:, :k] - m1 * m1,
+                                            np.float32(0.0)))
+    o += k
+    f0 = rows[:, k + 3]
+    voiced = speech & (f0 > 0)
+    n_v = int(np.count_nonzero(voiced))
+    f0_mean = f0_std = slope = step = 0.0
+    if n_v:
+        wv = voiced.astype(np.float32)
+        wv *= np.float32(1.0 / n_v)
+        f0_mean = float(wv @ f0)
+        dv = f0 - np.float32(f0_mean)
+        f0_std = float(np.sqrt(max(float(wv @ (dv * dv)), 0.0)))
+        if n_v >= 3:
+            t = _frame_times(n, hop_s)
+            tc = t - np.float32(wv @ t)
+            slope = float(wv @ (tc * dv)) / max(float(wv @ (tc * tc)), 1e-6)
+        vp = voiced[1:] & voiced[:-1]
+        n_vp = int(np.count_nonzero(vp))
+        if n_vp:
+            step = float(vp.astype(np.float32) @ np.abs(f0[1:] - f0[:-1])) / n_vp
+    v_on = np.count_nonzero(voiced[1:] & ~voiced[:-1]) / (n_sp * hop_s)
+    s_on = np.count_nonzero(speech[1:] & ~speech[:-1]) / (n * hop_s)
+    out[o : o + 14] = (sd[k], d_e, mu[k + 1], sd[k + 1], mu[k + 2], sd[k + 2], f0_mean, f0_std,
+                       slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
     return out
+
+
+_TIMES: dict[tuple[int, float], np.ndarray] = {}
+
+
+def _frame_times(n: int, hop_s: float) -> np.ndarray:
+    """Frame times 0, hop, 2 hop, ... (float32, cached per length)."""
+    t = _TIMES.get((n, hop_s))
+    if t is None:
+        if len(_TIMES) > 64:
+            _TIMES.clear()
+        t = _TIMES[(n, hop_s)] = np.arange(n, dtype=np.float32) * np.float32(hop_s)
+    return t
 
 
 def extract_window(samples: np.ndarray, spec: FeatureSpec,

@@ -56,7 +56,7 @@ class FeatureSpec:
         """Length of the feature vector this spec produces."""
         if self.set == "seed180":
             return self.n_mfcc + self.n_chroma + self.n_mels
-        return 2 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 10
+        return 3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

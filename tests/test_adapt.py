@@ -129,3 +129,42 @@ def test_from_card_and_normalise_stream():
     z, ready = normalise_stream(data(10, 2), norm)
     assert ready.tolist() == [False, False] + [True] * 8
     assert z.shape == (10, 2) and np.all(np.isfinite(z))
+
+
+def test_shrinkage_moves_from_population_to_device_statistics():
+    prior_mean, ref = np.array([1.0, 2.0]), np.array([0.6, 4.0])
+    x = data(400, 2, seed=3)
+    norm = FeatureNormalizer(2, warmup=1, ref_std=ref, std_bounds=(0.01, 100.0),
+                             prior_mean=prior_mean, prior_count=10.0)
+    # nothing heard: population statistics
+    np.testing.assert_allclose(norm.transform(prior_mean + ref), [1.0, 1.0], rtol=1e-6)
+    # 10 windows heard: half way (weights 10/20)
+    norm.update(x[:10])
+    m, v = x[:10].mean(0), x[:10].var(0)
+    mean_eff, var_eff = 0.5 * m + 0.5 * prior_mean, 0.5 * v + 0.5 * ref**2
+    np.testing.assert_allclose(norm.std(), np.sqrt(var_eff), rtol=1e-9)
+    np.testing.assert_allclose(norm.transform(x[0]), (x[0] - mean_eff) / np.sqrt(var_eff),
+                               rtol=1e-5)
+    # many windows: the device's own statistics dominate
+    norm.update(x[10:])
+    z = norm.transform(x)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=0.1)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=0.05)
+
+
+def test_shrinkage_off_by_default_and_from_card():
+    x = data(20, 2)
+    a = FeatureNormalizer(2, warmup=1)
+    b = FeatureNormalizer.from_card({"warmup_windows": 1, "prior_count": 0.0}, 2)
+    a.update(x)
+    b.update(x)
+    np.testing.assert_array_equal(a.transform(x), b.transform(x))
+    c = FeatureNormalizer.from_card({"warmup_windows": 1, "prior_count": 5,
+                                     "prior_mean": [1.0, 2.0], "ref_std": [1.0, 1.0]}, 2)
+    assert c.prior_count == 5.0 and c.prior_mean.tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError):
+        FeatureNormalizer(2, prior_count=3.0)  # no prior mean
+    with pytest.raises(ValueError):
+        FeatureNormalizer(2, prior_count=-1.0, prior_mean=[0.0, 0.0])
+    with pytest.raises(ValueError):
+        FeatureNormalizer(2, prior_count=1.0, prior_mean=[0.0])

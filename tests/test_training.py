@@ -129,3 +129,19 @@ def test_seed_model_whole_clip_features():
     m = load_model("seed180")
     X = np.stack([extract_window(ds.load_audio(c.path), m.card.features)[0] for c in clips])
     assert m.predict(X).shape == (8, 8)
+
+
+def test_speed_perturbation_scales_pitch_and_length():
+    from tools import augment
+
+    sr = augment.SR
+    t = np.arange(sr) / sr
+    y = (0.5 * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32)
+    assert augment.speed(y, 1.0) is y
+    for f in (0.9, 1.1):
+        z = augment.speed(y, f)
+        assert z.dtype == np.float32
+        assert abs(len(z) - len(y) / f) <= 2
+        spec = np.abs(np.fft.rfft(z * np.hanning(len(z))))
+        peak = np.argmax(spec) * sr / len(z)
+        assert abs(peak - 200.0 * f) < 2.0

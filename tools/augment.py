@@ -5,6 +5,9 @@ noise (white, pink or brown) at SNR 5-30 dB against the speech level, gain +-12 
 probability 0.7, a small synthetic reverberation (exponentially decaying Gaussian-noise
 impulse response, RT60 0.2-0.6 s). Training uses one room per (actor, copy), so an
 augmented copy of an actor is a plausible "device" for adaptation training too.
+
+:func:`speed` is speaker perturbation: resampling by a factor near 1 shifts pitch and
+formants (and tempo), so a speed-perturbed copy of an actor is a plausible new speaker.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VERSION = 2
+VERSION = 3
 SR = 16000
 
 
@@ -63,6 +66,18 @@ def apply_room(y: np.ndarray, room: Room, rng: np.random.Generator) -> np.ndarra
     if peak > 0.99:
         out *= 0.99 / peak
     return out.astype(np.float32)
+
+
+def speed(y: np.ndarray, factor: float) -> np.ndarray:
+    """Speed perturbation (a new "speaker"): ``y`` played ``factor`` times faster, resampled
+    with soxr (HQ) back to 16 kHz. Pitch and formants scale by ``factor`` (a vocal-tract-
+    length change of 1/factor) and the tempo with them, as in Ko et al. (2015), "Audio
+    augmentation for speech recognition"."""
+    import soxr
+
+    if factor == 1.0:
+        return y
+    return soxr.resample(y, int(round(SR * factor)), SR).astype(np.float32)
 
 
 def augment(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -131,14 +131,16 @@ def _clip_rows(audio: np.ndarray, spec: FeatureSpec, an: FrameAnalyzer, window_s
 
 def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None = None,
                   hop_s: float = 0.5, n_aug: int = 0, aug_seed: int = 0,
-                  verbose: bool = True) -> FeatureTable:
-    """Whole-clip vectors (+ stream windows if ``window_s``) for each clip, and ``n_aug``
-    augmented copies per clip (see tools/augment.py). Cached in cache/ by content key."""
+                  speeds: tuple[float, ...] = (), verbose: bool = True) -> FeatureTable:
+    """Whole-clip vectors (+ stream windows if ``window_s``) for each clip, ``n_aug``
+    room-augmented copies per clip and one speed-perturbed copy per factor in ``speeds``
+    (see tools/augment.py). Copy (``aug``) 0 is the clean clip, 1..n_aug the rooms, then
+    the speeds in order. Cached in cache/ by content key."""
     from tools import augment
 
     code = hashlib.sha256((REPO / "aerd" / "features.py").read_bytes()).hexdigest()[:12]
     key = _key(spec.to_dict(), spec.n_features, code, window_s, hop_s, n_aug, aug_seed,
-               augment.VERSION,
+               augment.VERSION, list(speeds),
                [c.path.name for c in clips])
     CACHE_DIR.mkdir(exist_ok=True)
     cache = CACHE_DIR / f"feat-{spec.set}-{key}.npz"
@@ -150,7 +152,13 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
     rooms: dict[tuple[int, int], augment.Room] = {}
     for ci, c in enumerate(clips):
         audio = load_audio(c.path)
-        for a in range(n_aug + 1):
+        for a in range(n_aug + 1 + len(speeds)):
+            if a > n_aug:  # speaker perturbation (clean room)
+                y = augment.speed(audio, speeds[a - n_aug - 1])
+                x, s, k, t = _clip_rows(y, spec, an, window_s, hop_s)
+                n = sum(len(v) for v in s)
+                X += x; S += s; K += k; T += t; C.append(np.full(n, ci)); A.append(np.full(n, a))
+                continue
             if a:  # one room per (actor, copy): that copy of the actor is one "device"
                 room = rooms.get((c.actor, a))
                 if room is None:

@@ -2,7 +2,8 @@
 
 Bundles: ``seed180`` (the seed prototype's recipe: seed180 features of each whole clip,
 StandardScaler + MLP(300)) and ``default`` (rich features on daemon-like 3 s / 0.5 s windows
-plus whole clips, room-like augmentation, and a second graph for per-device adaptation).
+plus whole clips, room-like augmentation and speed perturbation (speaker perturbation), and a
+second graph for per-device adaptation).
 
 Features come only from aerd.features / aerd.stream (tools/dataset.py), never librosa.
 """
@@ -39,12 +40,16 @@ from tools import dataset as ds  # noqa: E402
 
 WINDOW_S, HOP_S, MIN_AUDIO_S = 3.0, 0.5, 1.0
 DEFAULT_AUG = 1
+# speaker perturbation: one speed-perturbed copy per factor (tools/augment.py: speed)
+DEFAULT_SPEEDS = (0.9, 1.1)
 MODELS = REPO / "models"
 
 SEED_MLP = dict(hidden_layer_sizes=(300,), alpha=0.01, batch_size=256, learning_rate="adaptive",
                 max_iter=500)
-# the default model's MLP (chosen by leave-actors-out search, see tools/evaluate.py)
-DEFAULT_MLP = dict(hidden_layer_sizes=(256,), alpha=1.0, batch_size=256, learning_rate_init=1e-3,
+# the default model's MLP; alpha (0.3/1/3, at width 256) and then width (256/512, at alpha 3)
+# chosen by inner leave-actors-out CV on actors 1-20 (tools/select_hparams.py --final; the
+# evaluation chooses them per outer fold the same way, --fold-alpha / --fold-hidden)
+DEFAULT_MLP = dict(hidden_layer_sizes=(512,), alpha=3.0, batch_size=256, learning_rate_init=1e-3,
                    max_iter=200)
 
 
@@ -121,26 +126,30 @@ def train_seed(clips: list[ds.Clip], metrics: dict[str, Any] | None = None,
     return write_bundle("seed180", export_onnx(pipe, spec.n_features), card, MODELS)
 
 
-def default_table(clips: list[ds.Clip], spec: FeatureSpec, n_aug: int) -> ds.FeatureTable:
-    return ds.extract_table(clips, spec, window_s=WINDOW_S, hop_s=HOP_S, n_aug=n_aug)
+def default_table(clips: list[ds.Clip], spec: FeatureSpec, n_aug: int,
+                  speeds: tuple[float, ...] = DEFAULT_SPEEDS) -> ds.FeatureTable:
+    return ds.extract_table(clips, spec, window_s=WINDOW_S, hop_s=HOP_S, n_aug=n_aug,
+                            speeds=tuple(speeds))
 
 
 def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str, Any] | None = None,
                   metrics: dict[str, Any] | None = None, seed: int = 0,
-                  adapt: dict[str, Any] | None = None) -> tuple[Path, dict[str, list[float]]]:
+                  adapt: dict[str, Any] | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS
+                  ) -> tuple[Path, dict[str, list[float]]]:
     """The default bundle: cold graph + adaptation graph. Returns (card path, loss curves)."""
     from tools import evaluate as ev
 
     spec = FeatureSpec()
     mlp = mlp or DEFAULT_MLP
     adapt = dict(adapt or ev.ADAPT)
-    tab = default_table(clips, spec, n_aug)
+    tab = default_table(clips, spec, n_aug, speeds)
     y_clip = ev.labels_of(clips, ds.EMOTIONS)
     actors = sorted({c.actor for c in clips})
     X, y = ev.train_rows(tab, clips, y_clip, actors)
     pipe = fit(make_pipeline(mlp, seed), X, y)
     labels = [ds.EMOTIONS[int(k)] for k in pipe.classes_]
     rstd = ev.ref_std(tab, clips, actors)
+    adapt = ev.with_prior(adapt, tab, clips, actors)
     Xa, ya = ev.adapt_rows(tab, clips, y_clip, actors, adapt, rstd, seed)
     apipe = fit(make_pipeline(mlp, seed), Xa, ya)
     assert list(apipe.classes_) == list(pipe.classes_)
@@ -148,16 +157,23 @@ def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str,
     card = card_base(spec, labels)
     card["training"] = training_info(
         clips, recipe="rich features of daemon-like stream windows "
-        f"({WINDOW_S} s, hop {HOP_S} s) plus whole clips, clean and room-augmented "
-        "(noise SNR 5-30 dB, gain +-12 dB, reverb RT60 0.2-0.6 s); StandardScaler + MLPClassifier",
-        mlp=mlp, augmented_copies_per_clip=n_aug, examples=int(len(y)),
+        f"({WINDOW_S} s, hop {HOP_S} s) plus whole clips, clean, room-augmented "
+        "(noise SNR 5-30 dB, gain +-12 dB, reverb RT60 0.2-0.6 s) and speed-perturbed "
+        f"(speaker perturbation, factors {', '.join(str(f) for f in speeds)}); "
+        "StandardScaler + MLPClassifier",
+        mlp=mlp, augmented_copies_per_clip=n_aug, speed_perturbation=list(speeds),
+        examples=int(len(y)),
         adaptation_examples=int(len(ya)))
     card["metrics"] = metrics or {}
     card["adaptation"] = {
         "onnx": "default.adapt.onnx", "onnx_sha256": sha256(ablob),
         "method": "per-device running mean/variance normaliser (aerd.adapt.FeatureNormalizer) "
-                  "of speech windows (speech >= 0.2); before warm-up use the cold graph",
-        **adapt, "ref_std": [round(float(v), 6) for v in rstd]}
+                  "of speech windows (speech >= 0.2), shrunk toward the population statistics "
+                  "(prior_mean, ref_std) with weight prior_count windows; before warm-up use "
+                  "the cold graph",
+        **{k: v for k, v in adapt.items() if k != "prior_mean"},
+        "ref_std": [round(float(v), 6) for v in rstd],
+        "prior_mean": [round(float(v), 6) for v in adapt.get("prior_mean", [])]}
     path = write_bundle("default", export_onnx(pipe, spec.n_features), card, MODELS,
                         extra={"default.adapt.onnx": ablob})
     curves = {"cold graph": list(pipe.steps[-1][1].loss_curve_),
@@ -191,8 +207,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the leave-actors-out evaluation (tools/evaluate.py) and store the "
                          "figures in the cards, figures and models/MODEL_CARD.md (slow)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help=f"MLP L2 penalty of the default model (default: {DEFAULT_MLP['alpha']})")
+    ap.add_argument("--hidden", type=int, default=None,
+                    help="hidden-layer width of the default model (default: "
+                         f"{DEFAULT_MLP['hidden_layer_sizes'][0]})")
+    ap.add_argument("--fold-hidden", default=None,
+                    help="comma-separated width per outer fold for --evaluate (nested choice)")
+    ap.add_argument("--fold-alpha", default=None,
+                    help="comma-separated alpha per outer fold for --evaluate (nested choice "
+                         "by tools/select_hparams.py); default: --alpha for every fold")
     args = ap.parse_args(argv)
     MODELS = Path(args.models)
+    mlp = dict(DEFAULT_MLP) if args.alpha is None else {**DEFAULT_MLP, "alpha": args.alpha}
+    if args.hidden:
+        mlp["hidden_layer_sizes"] = (args.hidden,)
     try:
         clips = ds.list_clips(args.data)
     except ds.DataMissing as e:
@@ -203,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         from tools import evaluate as ev
 
-        cfg = ev.Config(mlp=dict(DEFAULT_MLP), n_aug=args.aug, seed=args.seed)
+        cfg = ev.Config(mlp=dict(mlp), n_aug=args.aug, seed=args.seed,
+                        fold_alpha=[float(a) for a in args.fold_alpha.split(",")]
+                        if args.fold_alpha else None,
+                        fold_hidden=[int(h) for h in args.fold_hidden.split(",")]
+                        if args.fold_hidden else None)
         result = ev.run_all(clips, cfg, MODELS)
         ev.print_summary(result)
         (ds.CACHE_DIR / "evaluation.json").write_text(json.dumps(result, indent=1))
@@ -215,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed)
         print(f"wrote {p} ({time.time() - t0:.0f} s)")
     if args.only in ("default", "all"):
-        p, curves = train_default(clips, n_aug=args.aug, metrics=metrics, seed=args.seed)
+        p, curves = train_default(clips, n_aug=args.aug, mlp=mlp, metrics=metrics,
+                                  seed=args.seed)
         from tools.evaluate import plot_loss
 
         plot_loss(curves, MODELS / "loss.png")
