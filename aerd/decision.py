@@ -44,9 +44,9 @@ class Decider:
             return None
         self._silent = 0
         self._recent.append(np.asarray(probs, dtype=np.float64))
-        avg = np.mean(self._recent, axis=0)
-        best = int(np.argmax(avg))
+        avg = (sum(self._recent) / len(self._recent)).tolist()   # <= `smoothing` small vectors
+        best = max(range(len(avg)), key=avg.__getitem__)
         if self._label is None or avg[best] >= avg[self._label] + self.s.hysteresis:
             self._label = best
-        return Decision(self.labels[self._label], float(avg[self._label]),
-                        {lab: round(float(p), 4) for lab, p in zip(self.labels, avg)})
+        return Decision(self.labels[self._label], avg[self._label],
+                        {lab: round(p, 4) for lab, p in zip(self.labels, avg)})
