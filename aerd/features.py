@@ -169,7 +169,16 @@ class FrameAnalyzer:
         out[:, nm + nc] = energy_db
         out[:, nm + nc + 1] = (mag @ self.freqs) / np.maximum(mag.sum(axis=1), 1e-10) / 1000.0
         out[:, nm + nc + 2] = np.log10(np.maximum(flat, 1e-10))
-        out[:, nm + nc + 3] = self._pitch(power)
+        # Pitch only where the frame can be speech (frame-local half of the speech test:
+        # above the absolute floor, not noise-flat); it is only ever used on speech frames.
+        vad = spec.vad
+        maybe = (energy_db > vad.floor_db) & (flat < vad.max_flatness)
+        if maybe.all():
+            out[:, nm + nc + 3] = self._pitch(power)
+        else:
+            out[:, nm + nc + 3] = 0.0
+            if maybe.any():
+                out[maybe, nm + nc + 3] = self._pitch(power[maybe])
         out[:, nm + nc + 4] = 0.0
 
     def _pitch(self, power: np.ndarray) -> np.ndarray:
