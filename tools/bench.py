@@ -57,6 +57,17 @@ def _env() -> dict:
     return e
 
 
+def _vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a running process (MB), 0 if it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def run_measured(cmd: list[str], notify: bool = False) -> dict:
     """Run a child; return its CPU seconds, wall seconds, peak RSS (MB), READY time, stdout."""
     env = _env()
@@ -70,7 +81,7 @@ def run_measured(cmd: list[str], notify: bool = False) -> dict:
     out_file = tempfile.TemporaryFile()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
-    ready, done = None, None
+    ready, done, hwm = None, None, 0.0
     if sock is not None:
         sock.settimeout(0.05)
     while done is None:
@@ -82,6 +93,7 @@ def run_measured(cmd: list[str], notify: bool = False) -> dict:
                 pass
         else:
             time.sleep(0.01)
+        hwm = max(hwm, _vm_hwm_mb(proc.pid))
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             done = time.monotonic()
@@ -91,7 +103,9 @@ def run_measured(cmd: list[str], notify: bool = False) -> dict:
     out = out_file.read()
     if status != 0:
         sys.exit(f"bench: {' '.join(cmd)} failed with status {status}")
-    return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024,
+    # Peak RSS from the child's own VmHWM (after exec): ru_maxrss would include the parent's
+    # pages the child shared between fork and exec.
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": wall, "peak_rss_mb": hwm,
             "ready_s": ready, "stdout": out.decode(errors="replace")}
 
 
