@@ -19,7 +19,7 @@ class EventError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Event:
+class Event:
     topic: ClassVar[bytes] = b""
     seq: int
     ts: float
@@ -33,7 +33,15 @@ class _Event:
         return [self.topic, json.dumps(self.to_dict(), separators=(",", ":")).encode()]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "_Event":
+    def from_frames(cls, frames: list[bytes]) -> "Event":
+        """Parse a received multipart message; on a subclass, it must be of that type."""
+        ev = from_frames(frames)
+        if not isinstance(ev, cls):
+            raise EventError(f"expected a {cls.topic.decode()} event, got {ev.topic.decode()}")
+        return ev
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Event":
         if data.get("v") != SCHEMA_VERSION:
             raise EventError(f"unsupported schema version {data.get('v')!r}")
         names = {f.name for f in fields(cls)}
@@ -56,7 +64,7 @@ def _required(cls: type, name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class EmotionEvent(_Event):
+class EmotionEvent(Event):
     """One decision per window hop while speech lasts."""
 
     topic: ClassVar[bytes] = b"emotion"
@@ -71,7 +79,7 @@ class EmotionEvent(_Event):
 
 
 @dataclass(frozen=True)
-class StatusEvent(_Event):
+class StatusEvent(Event):
     """Health, every ``status_interval`` seconds and whenever the input state changes."""
 
     topic: ClassVar[bytes] = b"status"
@@ -89,10 +97,10 @@ class StatusEvent(_Event):
     model: str = ""
 
 
-TOPICS: dict[bytes, type[_Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}
+TOPICS: dict[bytes, type[Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}
 
 
-def from_frames(frames: list[bytes]) -> _Event:
+def from_frames(frames: list[bytes]) -> Event:
     """Parse a received multipart message into its typed event."""
     if len(frames) != 2:
         raise EventError(f"expected 2 frames, got {len(frames)}")
@@ -107,6 +115,3 @@ def from_frames(frames: list[bytes]) -> _Event:
         raise EventError("payload is not a JSON object")
     return cls.from_dict(data)
 
-
-EmotionEvent.from_frames = staticmethod(from_frames)  # type: ignore[attr-defined]
-StatusEvent.from_frames = staticmethod(from_frames)  # type: ignore[attr-defined]

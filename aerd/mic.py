@@ -102,12 +102,16 @@ class MicSource:
                 raise AudioError("no input device found")
             index = find_device(self.device_spec, devices)
             info = sd.query_devices(index, "input")
-            channels = 1 if info["max_input_channels"] >= 1 else 0
-            try:
-                sd.check_input_settings(device=index, channels=channels, samplerate=self.rate)
-                dev_rate = self.rate
-            except sd.PortAudioError:
-                dev_rate = int(info["default_samplerate"])
+            # mono at the model rate if the device takes it; else its own rate and/or 2 channels
+            # (downmixed in the callback) — a raw hw: device may offer only those
+            dev_rate, channels = int(info["default_samplerate"]), min(2, info["max_input_channels"])
+            for rate, ch in ((self.rate, 1), (dev_rate, 1), (self.rate, channels)):
+                try:
+                    sd.check_input_settings(device=index, channels=ch, samplerate=rate)
+                except sd.PortAudioError:
+                    continue
+                dev_rate, channels = rate, ch
+                break
             if self._raw is not None:
                 self._old_overflows += self._raw.overflows
             self._raw = RingBuffer(int(self.buffer_s * dev_rate))

@@ -15,7 +15,7 @@ import zmq
 
 from .config import PublishSettings
 from .errors import ConfigError
-from .events import _Event
+from .events import Event
 from .security import CurveClient, CurveServer, apply_curve_client, apply_curve_server, check_endpoint
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Publisher:
         log.info("publishing on %s (%s%s)", s.endpoint, "connect" if s.connect else "bind",
                  ", CURVE" if curve else "")
 
-    def send(self, event: _Event) -> bool:
+    def send(self, event: Event) -> bool:
         try:
             self.sock.send_multipart(event.to_frames(), flags=zmq.NOBLOCK)
         except zmq.Again:
