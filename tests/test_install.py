@@ -1,0 +1,28 @@
+"""The installed package (as `pip install .` leaves it) works outside the source tree."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).parent / "aerd"
+CLIP = REPO / "tests" / "data" / "03-01-05-02-01-01-01.flac"
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="aerd is not installed in this environment "
+                    "(tools/test.sh installs it with pip install .)")
+def test_installed_command_uses_packaged_models(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run([sys.executable, "-c", "import aerd.model as m; print(m.MODELS_DIR)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
+    models = Path(where.stdout.strip())
+    assert "site-packages" in models.parts, f"imported the source tree, not the installed package: {models}"
+    assert (models / "default.json").exists() and (models / "default.onnx").exists()
+    r = subprocess.run([str(SCRIPT), "classify", str(CLIP)], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["label"]
