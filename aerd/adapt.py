@@ -95,6 +95,7 @@ class FeatureNormalizer:
         self.n = 0
         self.mean = np.zeros(self.dim)
         self.var = np.zeros(self.dim)
+        self._cached: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def ready(self) -> bool:
@@ -114,6 +115,7 @@ class FeatureNormalizer:
             d = row - self.mean
             self.mean += r * d
             self.var = (1.0 - r) * (self.var + r * d * d)
+        self._cached = None
 
     def _effective(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, variance) used by :meth:`transform`: shrunk toward the prior if any."""
@@ -124,18 +126,27 @@ class FeatureNormalizer:
         return (w * self.mean + (1.0 - w) * self.prior_mean,
                 w * self.var + (1.0 - w) * self.ref_std ** 2)
 
+    def _mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """(effective mean, bounded std), computed once per update (the daemon transforms
+        every speech window)."""
+        if self._cached is None:
+            mean, var = self._effective()
+            lo = np.maximum(self.std_bounds[0] * self.ref_std, self.min_std)
+            hi = np.maximum(self.std_bounds[1] * self.ref_std, lo)
+            self._cached = (mean, np.clip(np.sqrt(np.maximum(var, 0.0)), lo, hi))
+        return self._cached
+
     def std(self) -> np.ndarray:
         """The bounded standard deviation used by :meth:`transform`."""
-        lo = np.maximum(self.std_bounds[0] * self.ref_std, self.min_std)
-        hi = np.maximum(self.std_bounds[1] * self.ref_std, lo)
-        return np.clip(np.sqrt(np.maximum(self._effective()[1], 0.0)), lo, hi)
+        return self._mean_std()[1]
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Normalised float32 copy of ``x`` (one vector or rows)."""
         arr = np.asarray(x, dtype=np.float64)
         if arr.shape[-1] != self.dim:
             raise ValueError(f"expected {self.dim} features, got {arr.shape[-1]}")
-        z = (arr - self._effective()[0]) / self.std()
+        mean, std = self._mean_std()
+        z = (arr - mean) / std
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
     # -- persistence ---------------------------------------------------------------------
@@ -163,6 +174,7 @@ class FeatureNormalizer:
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)):
             raise ValueError("state: mean/var must be finite, var >= 0")
         self.n, self.mean, self.var = n, mean, var
+        self._cached = None
 
     def __repr__(self) -> str:
         return f"FeatureNormalizer(dim={self.dim}, n={self.n}, ready={self.ready})"

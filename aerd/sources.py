@@ -48,7 +48,9 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     """Average the channels of a (frames, channels) block; 1-D input is returned as is."""
     if block.ndim == 1:
         return block.astype(np.float32, copy=False)
-    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].astype(np.float32)
+    if block.shape[1] > 1:
+        return block.mean(axis=1, dtype=np.float32)
+    return block[:, 0].astype(np.float32, copy=False)
 
 
 class FileSource:
