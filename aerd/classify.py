@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -68,7 +67,3 @@ def classify_file(path: str, model: Model, min_speech: float, adapter=None) -> F
     return FileResult(path, card.labels[best], round(float(probs[best]), 4),
                       {lab: round(float(p), 4) for lab, p in zip(card.labels, probs)},
                       len(windows), len(speech))
-
-
-def is_audio_path(path: str) -> bool:
-    return Path(path).suffix.lower() in (".wav", ".flac", ".ogg", ".oga")

@@ -21,8 +21,6 @@ from .errors import AudioError
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
-
 
 class Resampler:
     """Streaming resampler (soxr, high quality); a pass-through when the rates agree."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from e2e_helpers import CLIPS, aerd_cmd, env, free_tcp_port, json_lines, make_stream, run, spawn
+from e2e_helpers import CLIPS, env, free_tcp_port, json_lines, make_stream, run, spawn
 
 EMOTION_FIELDS = {"v", "seq", "ts", "start", "end", "label", "confidence", "probs", "device_id", "model"}
 STATUS_FIELDS = {"v", "seq", "ts", "uptime", "input", "windows", "overflows", "device_id", "state"}

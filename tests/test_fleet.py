@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
 from pathlib import Path
 
-import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_helpers import free_tcp_port, json_lines, make_stream, run, spawn  # noqa: E402

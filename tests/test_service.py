@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_helpers import CLIPS, env, make_stream, spawn  # noqa: E402
+from e2e_helpers import env, make_stream, spawn  # noqa: E402
 from pulse_server import PulseServer, pulse_available  # noqa: E402
 
 
