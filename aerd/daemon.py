@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 class Counters:
     audio_s: float = 0.0
     events: int = 0
-    bad_frames: int = 0
+    # what earlier pipelines (before a SIGHUP reload) contributed
+    stream_offset_s: float = 0.0
+    windows: int = 0
+    speech_windows: int = 0
+    bad_windows: int = 0
 
 
 class Daemon:
@@ -79,13 +83,14 @@ class Daemon:
         return self._seq
 
     def status_event(self, state: str = "running") -> StatusEvent:
-        p, src = self.pipeline, self.source
+        p, src, c = self.pipeline, self.source, self.counters
         return StatusEvent(
             seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id, state=state,
             input=src.state, detail=src.detail, uptime=round(time.monotonic() - self._t0, 3),
-            audio_s=round(self.counters.audio_s, 3), windows=p.windows, speech_windows=p.speech_windows,
-            events=self.counters.events, overflows=src.overflows, dropped=self.publisher.dropped,
-            bad_frames=src.bad_frames + p.bad_windows, model=p.model.id)
+            audio_s=round(self.counters.audio_s, 3), windows=c.windows + p.windows,
+            speech_windows=c.speech_windows + p.speech_windows, events=c.events,
+            overflows=src.overflows, dropped=self.publisher.dropped,
+            bad_frames=src.bad_frames + c.bad_windows + p.bad_windows, model=p.model.id)
 
     def _publish_status(self, state: str = "running") -> None:
         ev = self.status_event(state)
@@ -95,13 +100,14 @@ class Daemon:
         self._next_status = time.monotonic() + self.status_interval
 
     def _publish_results(self, results: list[Result]) -> None:
+        off = self.counters.stream_offset_s
         for r in results:
             if r.decision is None:
                 continue
             d = r.decision
             self.publisher.send(EmotionEvent(
                 seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id,
-                start=round(r.window.start, 3), end=round(r.window.end, 3), label=d.label,
+                start=round(off + r.window.start, 3), end=round(off + r.window.end, 3), label=d.label,
                 confidence=round(d.confidence, 4), probs=d.probs, model=self.pipeline.model.id,
                 speech=round(r.window.speech, 3), adapted=r.adapted))
             self.counters.events += 1
@@ -113,8 +119,15 @@ class Daemon:
         if self._reload is not None:
             new = self._reload()
             if new is not None:
+                old, c = self.pipeline, self.counters
                 if self._persist is not None:
-                    self._persist(self.pipeline)
+                    self._persist(old)
+                # stream time and counters go on across the reload (the new pipeline starts
+                # its windows afresh; audio of a window in progress is not scored)
+                c.stream_offset_s += old.extractor.samples_in / old.model.card.features.sample_rate
+                c.windows += old.windows
+                c.speech_windows += old.speech_windows
+                c.bad_windows += old.bad_windows
                 self.pipeline = new
                 log.info("reloaded: model %s", new.model.id)
         self.notifier.ready()

@@ -195,8 +195,12 @@ def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
         assert sub.pump(15, lambda e: e["topic"] == "emotion")
         cfg.write_text("[decision]\nsmoothing = 1\n[adapt]\nenabled = false\n")
         daemon.send_signal(signal.SIGHUP)
+        last_start = max(e["start"] for _, e in sub.events if e["topic"] == "emotion")
+        windows_before = max(e["windows"] for _, e in sub.events if e["topic"] == "status")
         assert sub.pump(5, lambda e: e.get("state") == "reloaded"), "no reloaded status"
+        assert sub.events[-1][1]["windows"] >= windows_before, "counters restarted at reload"
         assert sub.pump(10, lambda e: e["topic"] == "emotion"), "no events after reload"
+        assert sub.events[-1][1]["start"] > last_start, "stream time restarted at reload"
         cfg.write_text("[decision]\nsmoothing = 0\n")   # bad: the running pipeline must stay
         daemon.send_signal(signal.SIGHUP)
         assert sub.pump(5, lambda e: e.get("state") == "reloaded")
