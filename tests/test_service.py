@@ -190,9 +190,11 @@ def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
     cfg.write_text("[decision]\nsmoothing = 3\n[adapt]\nenabled = false\n")
     ep = f"ipc://{tmp_path}/r.sock"
     sub = Sub(ep, ctx)
-    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep,
+                   "--status-interval", "0.5")
     try:
         assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        assert sub.pump(5, lambda e: e["topic"] == "status" and e["windows"] > 0)
         cfg.write_text("[decision]\nsmoothing = 1\n[adapt]\nenabled = false\n")
         daemon.send_signal(signal.SIGHUP)
         last_start = max(e["start"] for _, e in sub.events if e["topic"] == "emotion")
