@@ -113,13 +113,14 @@ class Model:
         if adapt and card.adaptation.get("onnx"):
             apath = card.onnx_file.parent / str(card.adaptation["onnx"])
             self._adapted = self._open(apath, str(card.adaptation.get("onnx_sha256", "")))
-        probe = self.predict(np.zeros((1, card.features.n_features), np.float32))
-        if probe.shape != (1, len(card.labels)):
-            raise ModelError(f"{path}: output has {probe.shape[-1]} classes, card lists {len(card.labels)}")
-        if self._adapted is not None:
-            probe = self.predict(np.zeros((1, card.features.n_features), np.float32), adapted=True)
+        zeros = np.zeros((1, card.features.n_features), np.float32)
+        for adapted, name in ((False, path), (True, card.adaptation.get("onnx"))):
+            if adapted and self._adapted is None:
+                continue
+            probe = self.predict(zeros, adapted=adapted)
             if probe.shape != (1, len(card.labels)):
-                raise ModelError(f"{card.adaptation['onnx']}: adapted model output does not match the labels")
+                raise ModelError(f"{name}: output has {probe.shape[-1]} classes, "
+                                 f"card lists {len(card.labels)}")
 
     @property
     def can_adapt(self) -> bool:
