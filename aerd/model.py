@@ -102,32 +102,65 @@ class ModelCard:
                    adaptation=dict(raw.get("adaptation") or {}), raw=raw)
 
 
+class _Graph:
+    """One ONNX session and how to feed it. Single rows (the daemon's case, once per hop) go
+    through an I/O binding to preallocated buffers: no per-call input/output conversion."""
+
+    def __init__(self, sess: Any, input_name: str, output_name: str, n_features: int):
+        self.sess, self.input, self.output = sess, input_name, output_name
+        self._x1 = np.zeros((1, n_features), np.float32)
+        self._binding = None
+        self._p1: np.ndarray | None = None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        (p,) = self.sess.run([self.output], {self.input: x})
+        return np.asarray(p, dtype=np.float32)
+
+    def bind_one(self, n_labels: int) -> None:
+        import onnxruntime as ort
+
+        self._p1 = np.zeros((1, n_labels), np.float32)
+        b = self.sess.io_binding()
+        # OrtValues over numpy memory (shared, not copied): write x into _x1, read _p1
+        self._xv = ort.OrtValue.ortvalue_from_numpy(self._x1)
+        self._pv = ort.OrtValue.ortvalue_from_numpy(self._p1)
+        b.bind_ortvalue_input(self.input, self._xv)
+        b.bind_ortvalue_output(self.output, self._pv)
+        self._binding = b
+
+    def run_one(self, x: np.ndarray) -> np.ndarray:
+        self._x1[0] = x
+        self.sess.run_with_iobinding(self._binding)
+        return self._p1.copy()
+
+
 class Model:
     """An ONNX session (one thread) plus its card. ``predict(x)`` -> probabilities (n, labels)."""
 
     def __init__(self, card: ModelCard, onnx_file: Path | None = None, adapt: bool = False):
         self.card = card
         path = onnx_file or card.onnx_file
-        self.id, self._sess, self._input, self._out = self._open(path, card.onnx_sha256 if onnx_file is None else "")
-        self._adapted = None
+        self.id, self._cold = self._open(path, card.onnx_sha256 if onnx_file is None else "")
+        self._adapted: _Graph | None = None
         if adapt and card.adaptation.get("onnx"):
             apath = card.onnx_file.parent / str(card.adaptation["onnx"])
-            self._adapted = self._open(apath, str(card.adaptation.get("onnx_sha256", "")))
+            self._adapted = self._open(apath, str(card.adaptation.get("onnx_sha256", "")))[1]
         zeros = np.zeros((1, card.features.n_features), np.float32)
-        for adapted, name in ((False, path), (True, card.adaptation.get("onnx"))):
-            if adapted and self._adapted is None:
+        for graph, name in ((self._cold, path), (self._adapted, card.adaptation.get("onnx"))):
+            if graph is None:
                 continue
-            probe = self.predict(zeros, adapted=adapted)
+            probe = graph.run(zeros)
             if probe.shape != (1, len(card.labels)):
                 raise ModelError(f"{name}: output has {probe.shape[-1]} classes, "
                                  f"card lists {len(card.labels)}")
+            graph.bind_one(len(card.labels))
 
     @property
     def can_adapt(self) -> bool:
         """True when the bundle has an adapted graph and it was loaded."""
         return self._adapted is not None
 
-    def _open(self, path: Path, expected_sha256: str) -> tuple:
+    def _open(self, path: Path, expected_sha256: str) -> tuple[str, _Graph]:
         import onnxruntime as ort
 
         card = self.card
@@ -156,21 +189,19 @@ class Model:
             raise ModelError(f"{path}: input shape {inputs[0].shape} does not match the card's "
                              f"{card.features.n_features} features")
         outs = [o.name for o in sess.get_outputs()]
-        return model_id, sess, inputs[0].name, ("probabilities" if "probabilities" in outs else outs[-1])
+        out = "probabilities" if "probabilities" in outs else outs[-1]
+        if sess.get_outputs()[outs.index(out)].type != "tensor(float)":
+            raise ModelError(f"{path}: output {out!r} is not a float tensor of probabilities")
+        return model_id, _Graph(sess, inputs[0].name, out, card.features.n_features)
 
     def predict(self, x: np.ndarray, adapted: bool = False) -> np.ndarray:
         """Class probabilities (n, labels); ``adapted`` uses the graph for normalised features."""
-        x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
-        if adapted:
-            if self._adapted is None:
-                raise ModelError(f"{self.card.name}: no adapted model loaded")
-            _, sess, inp, out = self._adapted
-        else:
-            sess, inp, out = self._sess, self._input, self._out
-        (p,) = sess.run([out], {inp: x})
-        if isinstance(p, list):  # ZipMap output: list of dicts
-            p = np.array([[d[i] for i in range(len(self.card.labels))] for d in p], np.float32)
-        return np.asarray(p, dtype=np.float32)
+        graph = self._adapted if adapted else self._cold
+        if graph is None:
+            raise ModelError(f"{self.card.name}: no adapted model loaded")
+        if x.ndim == 1 and x.dtype == np.float32:
+            return graph.run_one(x)
+        return graph.run(np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32))
 
 
 def load_model(value: str | Path | None, adapt: bool = False) -> Model:

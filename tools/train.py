@@ -37,6 +37,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
+from tools.onnx_mlp import compact_mlp  # noqa: E402
 
 WINDOW_S, HOP_S, MIN_AUDIO_S = 3.0, 0.5, 1.0
 DEFAULT_AUG = 1
@@ -66,14 +67,17 @@ def fit(pipe: Pipeline, X: np.ndarray, y: np.ndarray) -> Pipeline:
 
 
 def export_onnx(pipe: Pipeline, n_features: int) -> bytes:
-    """ONNX bytes: float32 input ``features`` [None, n], output ``probabilities`` (n, labels)."""
+    """ONNX bytes: float32 input ``features`` [None, n], output ``probabilities`` (n, labels).
+
+    The skl2onnx graph, compacted for single-row runs (tools/onnx_mlp.py: scaler folded into
+    the first layer, label branch dropped)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     clf = pipe.steps[-1][1]
     onx = convert_sklearn(pipe, initial_types=[("features", FloatTensorType([None, n_features]))],
                           options={id(clf): {"zipmap": False}}, target_opset=17)
-    return onx.SerializeToString()
+    return compact_mlp(onx).SerializeToString()
 
 
 def sha256(blob: bytes) -> str:
