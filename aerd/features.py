@@ -36,6 +36,7 @@ from .filterbanks import BandedProduct, chroma_filterbank, dct_matrix, hann_wind
 
 _LN10_10 = np.log(10.0) / 10.0
 CHUNK = 64
+_THREE = np.arange(3)
 """Frames analysed per internal batch (the size of the preallocated work buffers)."""
 
 
@@ -70,7 +71,9 @@ class FrameAnalyzer:
             self.width = 2 * s.n_mels + s.n_chroma + 2
         else:
             self.dct_t = np.ascontiguousarray(dct_matrix(s.n_mfcc, s.n_mels).T.astype(np.float32))
-            self.freqs = np.fft.rfftfreq(s.n_fft, 1.0 / s.sample_rate).astype(np.float32)
+            freqs_khz = np.fft.rfftfreq(s.n_fft, 1.0 / s.sample_rate) / 1000.0
+            self._centroid_mat = np.ascontiguousarray(
+                np.stack([freqs_khz, np.ones_like(freqs_khz)], axis=1).astype(np.float32))
             # Pitch from the autocorrelation of the 0..4 kHz band at an 8 kHz lag grid: the even
             # extension of the low band of the power spectrum, transformed forward (numpy's
             # forward rfft is several times faster than its irfft).
@@ -87,9 +90,11 @@ class FrameAnalyzer:
             weight = np.full(b, 2.0)
             weight[0] = weight[-1] = 1.0
             cos = weight[:, None] * np.cos(2 * np.pi * np.outer(np.arange(b), lags) / (2 * (b - 1)))
-            self._acf_mat = cos.astype(np.float32)
+            # the window's own normalised ACF is divided out in the matrix (column by column)
             rw = pw[:b] @ cos
-            self._win_acf = (rw[1:] / rw[0]).astype(np.float32)
+            cos[:, 1:] /= rw[1:] / rw[0]
+            self._acf_mat = cos.astype(np.float32)
+            self._semis0 = 12.0 * np.log2(self.acf_rate / 55.0)
             self.width = s.n_mels + s.n_mfcc + 5
 
     # -- columns -------------------------------------------------------------------------
@@ -143,9 +148,9 @@ class FrameAnalyzer:
         spectrum = np.fft.rfft(windowed, axis=1, out=self._scratch("X", (n, nb), np.complex128))
         pairs = spectrum.view(np.float64)
         np.square(pairs, out=pairs)
-        power64 = np.add(pairs[:, 0::2], pairs[:, 1::2], out=self._scratch("p64", (n, nb), np.float64))
-        power = self._scratch("p32", (n, nb), np.float32)
-        power[...] = power64
+        # re^2 + im^2 in float64, stored as float32 in the same pass
+        power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=self._scratch("p32", (n, nb), np.float32),
+                       casting="same_kind")
         mel = self.mel(power)
         energy_db = 10.0 * np.log10(power @ self._energy_w + np.float32(1e-12))
         mel_c = np.maximum(mel, np.float32(1e-10), out=mel)
@@ -167,7 +172,8 @@ class FrameAnalyzer:
         mel_db = np.multiply(log_mel, np.float32(1.0 / _LN10_10), out=out[:, :nm])
         np.matmul(mel_db, self.dct_t, out=out[:, nm : nm + nc])
         out[:, nm + nc] = energy_db
-        out[:, nm + nc + 1] = (mag @ self.freqs) / np.maximum(mag.sum(axis=1), 1e-10) / 1000.0
+        moments = mag @ self._centroid_mat   # sum f |X|, sum |X|
+        out[:, nm + nc + 1] = moments[:, 0] / np.maximum(moments[:, 1], np.float32(1e-10))
         out[:, nm + nc + 2] = np.log10(np.maximum(flat, 1e-10))
         # Pitch only where the frame can be speech (frame-local half of the speech test:
         # above the absolute floor, not noise-flat); it is only ever used on speech frames.
@@ -182,23 +188,36 @@ class FrameAnalyzer:
         out[:, nm + nc + 4] = 0.0
 
     def _pitch(self, power: np.ndarray) -> np.ndarray:
-        """Semitones above 55 Hz of the normalised-autocorrelation pitch; 0 where unvoiced."""
+        """Semitones above 55 Hz of the normalised-autocorrelation pitch; 0 where unvoiced.
+
+        The ACF is divided by the window's own ACF (in the matrix) but not by each frame's
+        lag-0 energy: every test below is invariant to a positive per-row scale, so the
+        energy only scales the voicing threshold and the flat-top guard."""
         acf = power[:, : self.acf_bins] @ self._acf_mat
-        seg = acf[:, 1:] / np.maximum(acf[:, :1], np.float32(1e-20)) / self._win_acf
+        e0 = np.maximum(acf[:, 0], np.float32(1e-20))
+        seg = acf[:, 1:]
         inner = seg[:, 1:-1]
         peak = inner.max(axis=1)
+        voiced = peak > np.float32(self.spec.voicing) * e0
         # the shortest lag whose local maximum nearly reaches the best one (no sub-octaves)
-        local = (inner >= seg[:, :-2]) & (inner > seg[:, 2:]) & (inner >= 0.85 * peak[:, None])
-        k = np.where(local.any(axis=1), np.argmax(local, axis=1), np.argmax(inner, axis=1))
-        rows = np.arange(len(seg))
-        a, b, c = seg[rows, k], seg[rows, k + 1], seg[rows, k + 2]
+        local = inner >= seg[:, :-2]
+        local &= inner > seg[:, 2:]
+        local &= inner >= (np.float32(0.85) * peak)[:, None]
+        k = np.argmax(local, axis=1)
+        miss = voiced & ~local.any(axis=1)   # no such local maximum: the best lag
+        if miss.any():
+            k[miss] = np.argmax(inner[miss], axis=1)
+        # parabolic interpolation around lag k + 1 of seg (= column k + 2 of acf)
+        width = acf.shape[1]
+        at = (np.arange(0, len(acf) * width, width) + k + 1)[:, None] + _THREE
+        a, b, c = acf.ravel()[at].T
         denom = a - 2 * b + c
-        safe = np.where(np.abs(denom) > 1e-12, denom, 1.0)
-        shift = np.where(np.abs(denom) > 1e-12, 0.5 * (a - c) / safe, 0.0)
-        lag = self.lag_lo + k + np.clip(shift, -0.5, 0.5)
-        voiced = peak > self.spec.voicing
-        semis = 12.0 * np.log2(self.acf_rate / lag / 55.0)
-        return np.where(voiced, semis, 0.0).astype(np.float32)
+        denom[np.abs(denom) <= np.float32(1e-12) * e0] = np.inf   # flat top: no shift
+        shift = np.multiply(a - c, np.float32(0.5)) / denom
+        np.minimum(np.maximum(shift, -0.5, out=shift), 0.5, out=shift)
+        semis = self._semis0 - 12.0 * np.log2(self.lag_lo + k + shift)
+        semis[~voiced] = 0.0
+        return semis.astype(np.float32)
 
 
 def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
