@@ -77,6 +77,8 @@ class FeatureNormalizer:
             raise ValueError(f"prior_mean must be {dim} finite values")
         if self.prior_count > 0 and prior_mean is None:
             raise ValueError("prior_count > 0 needs prior_mean")
+        lo = np.maximum(self.std_bounds[0] * self.ref_std, self.min_std)
+        self._bounds = (lo, np.maximum(self.std_bounds[1] * self.ref_std, lo))
         self.reset()
 
     @classmethod
@@ -104,17 +106,21 @@ class FeatureNormalizer:
 
     def update(self, x: np.ndarray) -> None:
         """Add one feature vector (or rows of vectors, in order). Non-finite rows are ignored."""
-        rows = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        if rows.shape[1] != self.dim:
-            raise ValueError(f"expected {self.dim} features, got {rows.shape[1]}")
-        for row in rows:
-            if not np.all(np.isfinite(row)):
+        rows = np.asarray(x, dtype=np.float64)
+        if rows.shape[-1] != self.dim:
+            raise ValueError(f"expected {self.dim} features, got {rows.shape[-1]}")
+        for row in (rows,) if rows.ndim == 1 else rows:
+            if not np.isfinite(row).all():
                 continue
             self.n += 1
             r = max(1.0 / self.n, 1.0 / self.max_count)
             d = row - self.mean
-            self.mean += r * d
-            self.var = (1.0 - r) * (self.var + r * d * d)
+            rd = r * d
+            self.mean += rd
+            rd *= d
+            rd += self.var
+            rd *= 1.0 - r
+            self.var = rd         # (1 - r) * (var + r * d * d)
         self._cached = None
 
     def _effective(self) -> tuple[np.ndarray, np.ndarray]:
@@ -131,9 +137,9 @@ class FeatureNormalizer:
         every speech window)."""
         if self._cached is None:
             mean, var = self._effective()
-            lo = np.maximum(self.std_bounds[0] * self.ref_std, self.min_std)
-            hi = np.maximum(self.std_bounds[1] * self.ref_std, lo)
-            self._cached = (mean, np.clip(np.sqrt(np.maximum(var, 0.0)), lo, hi))
+            lo, hi = self._bounds
+            std = np.sqrt(np.maximum(var, 0.0))
+            self._cached = (mean, np.minimum(np.maximum(std, lo, out=std), hi, out=std))
         return self._cached
 
     def std(self) -> np.ndarray:
@@ -146,8 +152,10 @@ class FeatureNormalizer:
         if arr.shape[-1] != self.dim:
             raise ValueError(f"expected {self.dim} features, got {arr.shape[-1]}")
         mean, std = self._mean_std()
-        z = (arr - mean) / std
-        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+        z = arr - mean
+        z /= std
+        np.minimum(np.maximum(z, -self.clip, out=z), self.clip, out=z)
+        return z.astype(np.float32)
 
     # -- persistence ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -227,11 +227,13 @@ def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
     if len(energy) == 0:
         return np.zeros(0, dtype=bool)
     if analyzer.spec.set == "seed180":
-        flat = rows[:, -1]
-    else:
-        flat = 10.0 ** rows[:, analyzer.energy_col + 2]
+        noisy = rows[:, -1] >= vad.max_flatness
+    else:   # the rich rows hold log10(flatness)
+        noisy = rows[:, analyzer.energy_col + 2] >= np.log10(vad.max_flatness)
     thresh = max(vad.floor_db, float(energy.max()) - vad.range_db)
-    return (energy > thresh) & (flat < vad.max_flatness)
+    speech = energy > thresh
+    speech &= ~noisy
+    return speech
 
 
 def window_features(rows: np.ndarray, analyzer: FrameAnalyzer) -> tuple[np.ndarray, float]:
@@ -316,6 +318,7 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     voiced = speech & (f0 > 0)
     n_v = int(np.count_nonzero(voiced))
     f0_mean = f0_std = slope = step = 0.0
+    n_vp = 0
     if n_v:
         wv = voiced.astype(np.float32)
         wv *= np.float32(1.0 / n_v)
@@ -330,8 +333,9 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
         n_vp = int(np.count_nonzero(vp))
         if n_vp:
             step = float(vp.astype(np.float32) @ np.abs(f0[1:] - f0[:-1])) / n_vp
-    v_on = np.count_nonzero(voiced[1:] & ~voiced[:-1]) / (n_sp * hop_s)
-    s_on = np.count_nonzero(speech[1:] & ~speech[:-1]) / (n * hop_s)
+    # onsets (frames i >= 1 that start a run) = flagged frames after the first - pairs
+    v_on = (n_v - int(voiced[0]) - n_vp) / (n_sp * hop_s)
+    s_on = (n_sp - int(speech[0]) - n_p) / (n * hop_s)
     out[o : o + 14] = (sd[k], d_e, mu[k + 1], sd[k + 1], mu[k + 2], sd[k + 2], f0_mean, f0_std,
                        slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
     return out

@@ -52,6 +52,9 @@ class StreamExtractor:
         cap = max(self.win, self.hop + spec.n_fft) + spec.hop_length
         # float64 copies of the float32 samples: frames are views of it (see FrameAnalyzer.frames)
         self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float64)
+        # every frame the buffer can hold, as one strided view made once (frames start on the
+        # grid and the buffer always starts on a frame boundary)
+        self._grid = self.analyzer.frames64(self._buf)
         self._buf_start = 0      # absolute sample index of _buf[0]
         self._fill = 0           # valid samples in _buf
         self._next_frame = 0     # first frame index not analysed yet
@@ -106,9 +109,9 @@ class StreamExtractor:
     def _append_frames(self, last: int) -> None:
         """Analyse frames ``_next_frame..last`` in one batch and push them into the row ring."""
         fh = self.spec.hop_length
-        off = self._next_frame * fh - self._buf_start
-        frames = self.analyzer.frames64(self._buf[off : self._fill])[: last + 1 - self._next_frame]
-        new = self.analyzer.analyze(frames)
+        first = (self._next_frame * fh - self._buf_start) // fh
+        avail = (self._fill - self.spec.n_fft) // fh + 1
+        new = self.analyzer.analyze(self._grid[first : min(avail, first + last + 1 - self._next_frame)])
         n = len(new)
         if n >= self.n_frames:
             self._rows[:] = new[-self.n_frames :]
