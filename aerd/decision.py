@@ -43,8 +43,10 @@ class Decider:
                 self.reset()
             return None
         self._silent = 0
-        self._recent.append(np.asarray(probs, dtype=np.float64))
-        avg = (sum(self._recent) / len(self._recent)).tolist()   # <= `smoothing` small vectors
+        # a few short vectors: plain Python floats are cheaper than numpy arrays here
+        self._recent.append(np.asarray(probs, dtype=np.float64).tolist())
+        n = len(self._recent)
+        avg = [sum(col) / n for col in zip(*self._recent)]
         best = max(range(len(avg)), key=avg.__getitem__)
         if self._label is None or avg[best] >= avg[self._label] + self.s.hysteresis:
             self._label = best

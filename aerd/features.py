@@ -251,15 +251,28 @@ def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
     out = np.zeros(s.n_features, dtype=np.float32)
     if len(rows) == 0:
         return out
-    nm, n = s.n_mels, len(rows)
+    nm, nc = s.n_mels, s.n_chroma
+    w = _mean_weights(len(rows))
     mel_db = rows[:, nm : 2 * nm]
     floor = mel_db.max() - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
-    mean_db = np.add.reduce(np.maximum(mel_db, floor), axis=0, dtype=np.float64) / n
-    out[: s.n_mfcc] = an.dct @ mean_db
-    out[s.n_mfcc : s.n_mfcc + s.n_chroma] = np.add.reduce(
-        rows[:, 2 * nm : 2 * nm + s.n_chroma], axis=0, dtype=np.float64) / n
-    out[s.n_mfcc + s.n_chroma :] = np.add.reduce(rows[:, :nm], axis=0, dtype=np.float64) / n
+    out[: s.n_mfcc] = an.dct @ (w @ np.maximum(mel_db, floor))
+    means = w @ rows   # every column's mean in one product
+    out[s.n_mfcc : s.n_mfcc + nc] = means[2 * nm : 2 * nm + nc]
+    out[s.n_mfcc + nc :] = means[:nm]
     return out
+
+
+_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def _mean_weights(n: int) -> np.ndarray:
+    """A float32 vector of n values 1/n (cached per length): ``w @ rows`` = column means."""
+    w = _WEIGHTS.get(n)
+    if w is None:
+        if len(_WEIGHTS) > 64:
+            _WEIGHTS.clear()
+        w = _WEIGHTS[n] = np.full(n, 1.0 / n, dtype=np.float32)
+    return w
 
 
 def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> np.ndarray:

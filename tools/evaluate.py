@@ -51,6 +51,7 @@ from aerd.adapt import FeatureNormalizer  # noqa: E402
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from aerd.stream import StreamExtractor  # noqa: E402
 from tools import dataset as ds  # noqa: E402
+from tools.onnx_mlp import quantize_int8  # noqa: E402
 
 MIN_SPEECH = 0.2
 FOLDS = [list(range(4 * k + 1, 4 * k + 5)) for k in range(5)]
@@ -316,6 +317,12 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
             add(f"adapt{tag}", yt, pa, len(classes))
             add(f"adapt{tag}_postwarmup", yt[warm], pa[warm], len(classes))
             add(f"cold{tag}_postwarmup", yt[warm], pc[warm], len(classes))
+            # the int8 variant: the same two graphs through onnxruntime's dynamic quantisation
+            q_cold = onnx_predictor(quantize_int8(tr.export_onnx(pipe, spec.n_features)))
+            q_adapt = onnx_predictor(quantize_int8(tr.export_onnx(apipe, spec.n_features)))
+            add(f"int8_cold{tag}", yc[ids], clip_scores(q_cold, tab, ids).argmax(1), len(classes))
+            yt, _, pa, _ = adapt_eval(q_cold, q_adapt, tab, clips, yc, test, params, rstd, cfg.seed)
+            add(f"int8_adapt{tag}", yt, pa, len(classes))
             if cfg.n_aug and tag == "8":  # a noisy/reverberant room: first augmented copy
                 add("cold8_room", yc[ids], clip_scores(cold, tab, ids, aug=1).argmax(1), 8)
                 yt, pc, pa, warm = adapt_eval(cold, apipe.predict_proba, tab, clips, yc, test,
@@ -490,6 +497,10 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         f"| default, adapted, clips after warm-up only | {g(s, 'adapt8_postwarmup_acc')} "
         f"| {g(s, 'adapt8_postwarmup_ua')} | {g(s, 'adapt4_postwarmup_acc')} "
         f"| {g(s, 'adapt4_postwarmup_ua')} |",
+        f"| int8 variant (onnxruntime dynamic quantisation), cold | {g(s, 'int8_cold8_acc')} "
+        f"| {g(s, 'int8_cold8_ua')} | {g(s, 'int8_cold4_acc')} | {g(s, 'int8_cold4_ua')} |",
+        f"| int8 variant, adapted | {g(s, 'int8_adapt8_acc')} | {g(s, 'int8_adapt8_ua')} "
+        f"| {g(s, 'int8_adapt4_acc')} | {g(s, 'int8_adapt4_ua')} |",
         "",
         "4 classes = the seed's calm, happy, fearful, disgust. Adaptation is evaluated in streaming",
         "order on each held-out actor (one device, random clip order; statistics only from windows",

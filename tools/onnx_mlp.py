@@ -95,3 +95,21 @@ def compact_mlp(model):  # onnx.ModelProto -> onnx.ModelProto
                                   producer_name="aerd tools/onnx_mlp.py (from skl2onnx)")
     out_model.ir_version = min(model.ir_version, 8)
     return out_model
+
+
+def quantize_int8(blob: bytes) -> bytes:
+    """onnxruntime's dynamic int8 quantisation of a (compacted) MLP graph: int8 weights,
+    activations quantised per run (MatMulInteger). A quarter of the weight bytes, and on this
+    machine about half the cost of a single-row run in the daemon."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # pre-processing hint
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+        src.write_bytes(blob)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        return dst.read_bytes()

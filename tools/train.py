@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
-from tools.onnx_mlp import compact_mlp  # noqa: E402
+from tools.onnx_mlp import compact_mlp, quantize_int8  # noqa: E402
 
 WINDOW_S, HOP_S, MIN_AUDIO_S = 3.0, 0.5, 1.0
 DEFAULT_AUG = 1
@@ -178,8 +178,16 @@ def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str,
         **{k: v for k, v in adapt.items() if k != "prior_mean"},
         "ref_std": [round(float(v), 6) for v in rstd],
         "prior_mean": [round(float(v), 6) for v in adapt.get("prior_mean", [])]}
-    path = write_bundle("default", export_onnx(pipe, spec.n_features), card, MODELS,
-                        extra={"default.adapt.onnx": ablob})
+    blob = export_onnx(pipe, spec.n_features)
+    path = write_bundle("default", blob, card, MODELS, extra={"default.adapt.onnx": ablob})
+    # the int8 variant: the same graphs through onnxruntime's dynamic quantisation
+    qblob, qablob = quantize_int8(blob), quantize_int8(ablob)
+    qcard = {**card, "quantization": "int8 weights, dynamic activations (onnxruntime "
+             "quantize_dynamic, QInt8) of the default model's two graphs; accuracy in "
+             "metrics.lao int8_*",
+             "adaptation": {**card["adaptation"], "onnx": "default-int8.adapt.onnx",
+                            "onnx_sha256": sha256(qablob)}}
+    write_bundle("default-int8", qblob, qcard, MODELS, extra={"default-int8.adapt.onnx": qablob})
     curves = {"cold graph": list(pipe.steps[-1][1].loss_curve_),
               "adaptation graph": list(apipe.steps[-1][1].loss_curve_)}
     return path, curves
