@@ -53,3 +53,17 @@ def test_unsupported_graph_is_refused():
                           options={id(pipe.steps[-1][1]): {"zipmap": False}}, target_opset=17)
     with pytest.raises(GraphShapeError, match="Relu"):
         compact_mlp(onx)
+
+
+def test_unfolded_scaler_and_int8_stay_close_to_sklearn():
+    X, y = _data(n=400, classes=4)
+    pipe = tr.fit(tr.make_pipeline(dict(hidden_layer_sizes=(32,), alpha=0.1, max_iter=100)), X, y)
+    from tools.onnx_mlp import quantize_int8
+
+    blob = tr.export_onnx(pipe, X.shape[1], fold_scaler=False)
+    ref = pipe.predict_proba(X)
+    assert np.max(np.abs(onnx_predictor(blob)(X) - ref)) <= 1e-5
+    q = onnx_predictor(quantize_int8(blob))(X)
+    # int8 weights: close, and the same decisions on nearly every row
+    assert np.max(np.abs(q - ref)) < 0.1
+    assert (q.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 0.95

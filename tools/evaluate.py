@@ -318,8 +318,8 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
             add(f"adapt{tag}_postwarmup", yt[warm], pa[warm], len(classes))
             add(f"cold{tag}_postwarmup", yt[warm], pc[warm], len(classes))
             # the int8 variant: the same two graphs through onnxruntime's dynamic quantisation
-            q_cold = onnx_predictor(quantize_int8(tr.export_onnx(pipe, spec.n_features)))
-            q_adapt = onnx_predictor(quantize_int8(tr.export_onnx(apipe, spec.n_features)))
+            q_cold = onnx_predictor(quantize_int8(tr.export_onnx(pipe, spec.n_features, False)))
+            q_adapt = onnx_predictor(quantize_int8(tr.export_onnx(apipe, spec.n_features, False)))
             add(f"int8_cold{tag}", yc[ids], clip_scores(q_cold, tab, ids).argmax(1), len(classes))
             yt, _, pa, _ = adapt_eval(q_cold, q_adapt, tab, clips, yc, test, params, rstd, cfg.seed)
             add(f"int8_adapt{tag}", yt, pa, len(classes))

@@ -21,7 +21,11 @@ class GraphShapeError(ValueError):
     """The graph is not the skl2onnx Scaler + MLP layout this module knows how to compact."""
 
 
-def compact_mlp(model):  # onnx.ModelProto -> onnx.ModelProto
+def compact_mlp(model, fold_scaler: bool = True):  # onnx.ModelProto -> onnx.ModelProto
+    """The compact graph. ``fold_scaler=False`` keeps the standardisation as its own
+    ``x * scale + shift`` (Mul, Add) before the first layer: needed before int8 quantisation,
+    which quantises each layer's input with one scale per row (raw features span very
+    different ranges, standardised ones do not)."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = model.graph
@@ -73,10 +77,17 @@ def compact_mlp(model):  # onnx.ModelProto -> onnx.ModelProto
         n_in = layers[0][0].shape[0]
         offset = np.broadcast_to(offset, (n_in,))
         scale = np.broadcast_to(scale, (n_in,))
-        w, b = layers[0]
-        layers[0] = (scale[:, None] * w, b - (offset * scale) @ w)
     inp = g.input[0]
     new_nodes, inits, x = [], [], inp.name
+    if scaler is not None and fold_scaler:
+        w, b = layers[0]
+        layers[0] = (scale[:, None] * w, b - (offset * scale) @ w)
+    elif scaler is not None:
+        inits += [numpy_helper.from_array(scale.astype(np.float32), "scale"),
+                  numpy_helper.from_array((-offset * scale).astype(np.float32), "shift")]
+        new_nodes += [helper.make_node("Mul", [x, "scale"], ["scaled"], name="scaler_mul"),
+                      helper.make_node("Add", ["scaled", "shift"], ["standardised"], name="scaler_add")]
+        x = "standardised"
     for i, (w, b) in enumerate(layers):
         wn, bn, out = f"W{i}", f"b{i}", f"z{i}"
         inits += [numpy_helper.from_array(w.astype(np.float32), wn),

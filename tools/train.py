@@ -66,7 +66,7 @@ def fit(pipe: Pipeline, X: np.ndarray, y: np.ndarray) -> Pipeline:
     return pipe
 
 
-def export_onnx(pipe: Pipeline, n_features: int) -> bytes:
+def export_onnx(pipe: Pipeline, n_features: int, fold_scaler: bool = True) -> bytes:
     """ONNX bytes: float32 input ``features`` [None, n], output ``probabilities`` (n, labels).
 
     The skl2onnx graph, compacted for single-row runs (tools/onnx_mlp.py: scaler folded into
@@ -77,7 +77,7 @@ def export_onnx(pipe: Pipeline, n_features: int) -> bytes:
     clf = pipe.steps[-1][1]
     onx = convert_sklearn(pipe, initial_types=[("features", FloatTensorType([None, n_features]))],
                           options={id(clf): {"zipmap": False}}, target_opset=17)
-    return compact_mlp(onx).SerializeToString()
+    return compact_mlp(onx, fold_scaler=fold_scaler).SerializeToString()
 
 
 def sha256(blob: bytes) -> str:
@@ -181,7 +181,8 @@ def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str,
     blob = export_onnx(pipe, spec.n_features)
     path = write_bundle("default", blob, card, MODELS, extra={"default.adapt.onnx": ablob})
     # the int8 variant: the same graphs through onnxruntime's dynamic quantisation
-    qblob, qablob = quantize_int8(blob), quantize_int8(ablob)
+    qblob = quantize_int8(export_onnx(pipe, spec.n_features, fold_scaler=False))
+    qablob = quantize_int8(export_onnx(apipe, spec.n_features, fold_scaler=False))
     qcard = {**card, "quantization": "int8 weights, dynamic activations (onnxruntime "
              "quantize_dynamic, QInt8) of the default model's two graphs; accuracy in "
              "metrics.lao int8_*",
