@@ -58,7 +58,7 @@ def test_export_writes_a_loadable_bundle(tmp_path, data_dir):
     np.testing.assert_allclose(m.predict(X), pipe.predict_proba(X), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["default", "seed180"])
+@pytest.mark.parametrize("name", ["default", "default-int8", "seed180"])
 def test_shipped_bundle_card_is_consistent(name):
     path = MODELS / f"{name}.json"
     raw = json.loads(path.read_text())
@@ -78,6 +78,22 @@ def test_shipped_bundle_card_is_consistent(name):
     assert (MODELS / raw["onnx"]).stat().st_size <= 1_000_000
     p = m.predict(np.zeros((3, card.features.n_features), np.float32))
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_int8_variant_agrees_with_default(data_dir):
+    """The int8 bundle is the default's two graphs quantised: same card, nearly the same output."""
+    X, _ = _real_windows(data_dir)
+    d, q = load_model("default", adapt=True), load_model("default-int8", adapt=True)
+    assert q.card.features == d.card.features and q.card.labels == d.card.labels
+    assert q.card.raw["adaptation"]["ref_std"] == d.card.raw["adaptation"]["ref_std"]
+    assert "int8" in q.card.raw["quantization"]
+    from aerd.adapt import FeatureNormalizer
+
+    norm = FeatureNormalizer.from_card(d.card.adaptation, d.card.features.n_features)
+    for adapted, x in ((False, X), (True, norm.transform(X))):
+        pd, pq = d.predict(x, adapted=adapted), q.predict(x, adapted=adapted)
+        assert np.max(np.abs(pd - pq)) < 0.1
+        assert (pd.argmax(axis=1) == pq.argmax(axis=1)).mean() >= 0.9
 
 
 def test_default_adaptation_graph_matches_card():
