@@ -1,7 +1,9 @@
 """The seed prototype's way of working on a stream, as a reference for tools/bench.py.
 
 Every 0.5 s, recompute librosa's 180 features (MFCC-40, chroma-12, mel-128 means, librosa
-defaults) over the last 3 s, then a scikit-learn MLP. Run as its own process:
+defaults, as the seed called them: chroma estimates the tuning of each window) over the last
+3 s, then a scikit-learn MLP. Run as its own process (one at a time: librosa 0.11 + numba 0.68
+can crash when two processes build numba's cache together):
 
     python tools/seed_reference.py FILE.wav [--notify-ready PATH]
 
@@ -16,6 +18,7 @@ import resource
 import socket
 import sys
 import time
+import warnings
 
 
 def main() -> int:
@@ -36,12 +39,14 @@ def main() -> int:
         y = y.mean(axis=1)
     rng = np.random.default_rng(0)
     clf = MLPClassifier(hidden_layer_sizes=(300,), max_iter=5, random_state=0)
-    clf.fit(rng.normal(size=(64, 180)), np.arange(64) % 8)   # cost, not accuracy, is measured
+    with warnings.catch_warnings():   # cost, not accuracy, is measured
+        warnings.simplefilter("ignore")
+        clf.fit(rng.normal(size=(64, 180)), np.arange(64) % 8)
 
     def features(x: np.ndarray) -> np.ndarray:
         stft = np.abs(librosa.stft(x))
         mfcc = np.mean(librosa.feature.mfcc(y=x, sr=sr, n_mfcc=40).T, axis=0)
-        chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sr, tuning=0).T, axis=0)
+        chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sr).T, axis=0)
         mel = np.mean(librosa.feature.melspectrogram(y=x, sr=sr).T, axis=0)
         return np.hstack([mfcc, chroma, mel])
 
