@@ -51,6 +51,7 @@ class FrameAnalyzer:
         self.spec = spec
         s = spec
         self._buffers: dict[str, np.ndarray] = {}
+        self._moments: dict[int, np.ndarray] = {}
         self.window = hann_window(s.win_length, s.n_fft).astype(np.float32)
         self._window64 = self.window.astype(np.float64)
         nz = np.nonzero(self._window64)[0]
@@ -132,6 +133,18 @@ class FrameAnalyzer:
         if buf is None or buf.shape[1] != shape[1] or buf.shape[0] < shape[0]:
             buf = self._buffers[name] = np.zeros((max(shape[0], CHUNK), shape[1]), dtype=dtype)
         return buf[: shape[0]]
+
+    def moment_rows(self, n: int) -> np.ndarray:
+        """A (5, n) float64 work array of this analyzer, kept per length: rows f0, f0^2, t,
+        t*f0, t^2, of which the caller fills f0, f0^2 and t*f0 (t = 0, hop, 2 hop, ... s)."""
+        m = self._moments.get(n)
+        if m is None:
+            if len(self._moments) > 8:
+                self._moments.clear()
+            m = self._moments[n] = np.zeros((5, n))
+            m[2] = np.arange(n) * (self.spec.hop_length / self.spec.sample_rate)
+            m[4] = m[2] * m[2]
+        return m
 
     def analyze(self, frames: np.ndarray) -> np.ndarray:
         """Per-frame rows (float32) for a (n, n_fft) batch of frames."""
@@ -331,20 +344,24 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
                                             np.float32(0.0)))
     o += k
     f0 = rows[:, k + 3]
-    voiced = speech & (f0 > 0)
+    voiced = f0 > 0
+    voiced &= speech
     n_v = int(np.count_nonzero(voiced))
     f0_mean = f0_std = slope = step = 0.0
     n_vp = 0
     if n_v:
-        wv = voiced.astype(np.float32)
-        wv *= np.float32(1.0 / n_v)
-        f0_mean = float(wv @ f0)
-        dv = f0 - np.float32(f0_mean)
-        f0_std = float(np.sqrt(max(float(wv @ (dv * dv)), 0.0)))
+        wv = voiced.astype(np.float64)
+        wv *= 1.0 / n_v
+        # voiced-frame moments in one product (float64: no cancellation in the differences)
+        m = an.moment_rows(n)
+        m[0] = f0
+        np.multiply(m[0], m[0], out=m[1])
+        np.multiply(m[0], m[2], out=m[3])
+        e_f, e_ff, e_t, e_tf, e_tt = (m @ wv).tolist()
+        f0_mean = e_f
+        f0_std = float(np.sqrt(max(e_ff - e_f * e_f, 0.0)))
         if n_v >= 3:
-            t = _frame_times(n, hop_s)
-            tc = t - np.float32(wv @ t)
-            slope = float(wv @ (tc * dv)) / max(float(wv @ (tc * tc)), 1e-6)
+            slope = (e_tf - e_t * e_f) / max(e_tt - e_t * e_t, 1e-6)
         vp = voiced[1:] & voiced[:-1]
         n_vp = int(np.count_nonzero(vp))
         if n_vp:
@@ -355,19 +372,6 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     out[o : o + 14] = (sd[k], d_e, mu[k + 1], sd[k + 1], mu[k + 2], sd[k + 2], f0_mean, f0_std,
                        slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
     return out
-
-
-_TIMES: dict[tuple[int, float], np.ndarray] = {}
-
-
-def _frame_times(n: int, hop_s: float) -> np.ndarray:
-    """Frame times 0, hop, 2 hop, ... (float32, cached per length)."""
-    t = _TIMES.get((n, hop_s))
-    if t is None:
-        if len(_TIMES) > 64:
-            _TIMES.clear()
-        t = _TIMES[(n, hop_s)] = np.arange(n, dtype=np.float32) * np.float32(hop_s)
-    return t
 
 
 def extract_window(samples: np.ndarray, spec: FeatureSpec,
