@@ -1,0 +1,31 @@
+"""tools/bench.py runs end to end (short audio; figures are checked for sanity, not speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(300)
+def test_bench_runs_side_by_side(tmp_path):
+    pytest.importorskip("librosa", reason="the seed-style reference needs librosa (pip install '.[test]')")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--minutes", "0.25",
+                        "--latency-seconds", "4", "--repeats", "1", "--models", "default,seed180",
+                        "--out", str(out)], capture_output=True, text=True, timeout=280, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    names = [row["name"] for row in res["rows"]]
+    assert names == ["aerd (default)", "aerd (seed180)", "seed-style (librosa+sklearn)"]
+    for row in res["rows"]:
+        assert row["cpu_ms_per_audio_s"] > 0 and row["rtf"] > 1
+        assert 10 < row["peak_rss_mb"] < 1000 and 0 < row["ready_s"] < 60
+    assert res["rows"][0]["peak_rss_mb"] < res["rows"][2]["peak_rss_mb"]   # no librosa in aerd
+    assert res["latency"]["events"] >= 1 and res["latency"]["p99_ms"] > 0
+    assert "x cheaper than the seed-style pipeline" in r.stdout
