@@ -274,6 +274,11 @@ class Config:
     """MLP alpha per outer fold (nested choice, tools/select_hparams.py); None: mlp's."""
     fold_hidden: list[int] | None = None
     """MLP width per outer fold (nested choice); None: mlp's."""
+    fold_alpha4: list[float] | None = None
+    """For the seed's 4 classes: alpha per outer fold (``select_hparams.py --classes 4``);
+    None: the 8-class choice."""
+    fold_hidden4: list[int] | None = None
+    """For the seed's 4 classes: width per outer fold; None: the 8-class choice."""
     stream: bool = True
 
 
@@ -301,10 +306,17 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
             mlp["hidden_layer_sizes"] = (cfg.fold_hidden[k],)
         train = [a for a in range(1, 21) if a not in test and a in set(actor)]
         test_ids = np.flatnonzero(np.isin(actor, test))
+        mlp4 = dict(mlp)
+        if cfg.fold_alpha4 is not None:
+            mlp4["alpha"] = cfg.fold_alpha4[k]
+        if cfg.fold_hidden4 is not None:
+            mlp4["hidden_layer_sizes"] = (cfg.fold_hidden4[k],)
         for classes, tag in ((ds.EMOTIONS, "8"), (ds.SEED4, "4")):
             yc = labels_of(clips, classes)
             ids = test_ids[yc[test_ids] >= 0]
             X, y = train_rows(tab, clips, yc, train)
+            if tag == "4":
+                mlp = mlp4
             pipe = tr.fit(tr.make_pipeline(mlp, cfg.seed), X, y)
             cold = pipe.predict_proba
             add(f"cold{tag}", yc[ids], clip_scores(cold, tab, ids).argmax(1), len(classes))
@@ -541,7 +553,14 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
            f"{cfg.mlp['alpha']:g}, by the same inner CV on actors 1–20)"
            if cfg.fold_alpha else f"{cfg.mlp['alpha']:g}")
         + ". Adapted graph: the same MLP trained on per-device normalised windows computed "
-        "causally in stream order, exactly as the daemon normalises them.",
+        "causally in stream order, exactly as the daemon normalises them."
+        + ("" if cfg.fold_alpha4 is None and cfg.fold_hidden4 is None else
+           " The 4-class models take their own width and alpha per outer fold, chosen by the "
+           "same inner CV scored on the 4 classes (`tools/select_hparams.py --classes 4`; "
+           "chosen: " + ", ".join(
+               f"width {h or cfg.mlp['hidden_layer_sizes'][0]} alpha {a if a is not None else '8-class'}"
+               for h, a in zip(cfg.fold_hidden4 or [None] * 5, cfg.fold_alpha4 or [None] * 5))
+           + ")."),
         "",
         *targets_lines({"lao": lao_res, "seed_protocol": seed_res}),
         *_notes(),

@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fold-alpha", default=None,
                     help="comma-separated alpha per outer fold for --evaluate (nested choice "
                          "by tools/select_hparams.py); default: --alpha for every fold")
+    ap.add_argument("--fold-alpha4", default=None,
+                    help="like --fold-alpha, for the seed's 4 classes (select_hparams.py --classes 4)")
+    ap.add_argument("--fold-hidden4", default=None,
+                    help="like --fold-hidden, for the seed's 4 classes")
     args = ap.parse_args(argv)
     MODELS = Path(args.models)
     mlp = dict(DEFAULT_MLP) if args.alpha is None else {**DEFAULT_MLP, "alpha": args.alpha}
@@ -249,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                         fold_alpha=[float(a) for a in args.fold_alpha.split(",")]
                         if args.fold_alpha else None,
                         fold_hidden=[int(h) for h in args.fold_hidden.split(",")]
-                        if args.fold_hidden else None)
+                        if args.fold_hidden else None,
+                        fold_alpha4=[float(a) for a in args.fold_alpha4.split(",")]
+                        if args.fold_alpha4 else None,
+                        fold_hidden4=[int(h) for h in args.fold_hidden4.split(",")]
+                        if args.fold_hidden4 else None)
         result = ev.run_all(clips, cfg, MODELS)
         ev.print_summary(result)
         (ds.CACHE_DIR / "evaluation.json").write_text(json.dumps(result, indent=1))
