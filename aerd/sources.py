@@ -81,7 +81,7 @@ class FileSource:
         self._resample = Resampler(self.file_rate, rate)
         # fast mode has no pace to keep: large blocks cut per-block overhead
         self._block = max(1, int(round((max(block_s, 1.0) if fast else block_s) * self.file_rate)))
-        self._raw = np.zeros((self._block, self.channels), np.int16) if self._int16 else None
+        self._raw = np.zeros(self._block * self.channels, np.int16) if self._int16 else None
         self.fast = fast
         self.ended = False
         self.state, self.detail = "ok", f"file {self.path.name}"
@@ -107,8 +107,9 @@ class FileSource:
             if wait > 0:
                 time.sleep(wait)
         try:
-            if self._raw is not None:
-                data = self._f.read(self._block, dtype="int16", always_2d=True, out=self._raw)
+            if self._raw is not None:   # interleaved frames straight into a preallocated buffer
+                got = self._f.buffer_read_into(self._raw, dtype="int16")
+                data = self._raw[: got * self.channels].reshape(got, self.channels)
                 data = data * np.float32(1.0 / 32768.0)   # a new float32 array, exact scaling
             else:
                 data = self._f.read(self._block, dtype="float32", always_2d=True)
