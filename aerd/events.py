@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""One compact encoder (json.dumps with arguments builds a new encoder per call)."""
 
 
 class EventError(ValueError):
@@ -30,7 +32,7 @@ class Event:
         return {"v": SCHEMA_VERSION, **{name: getattr(self, name) for name in _names(type(self))}}
 
     def to_frames(self) -> list[bytes]:
-        return [self.topic, json.dumps(self.to_dict(), separators=(",", ":")).encode()]
+        return [self.topic, _ENCODER.encode(self.to_dict()).encode()]
 
     @classmethod
     def from_frames(cls, frames: list[bytes]) -> "Event":
