@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,11 +18,14 @@ def _stop(*procs):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     for p in procs:
+        if p.returncode is not None and p.stdout.closed:
+            continue
         try:
-            p.communicate(timeout=10)
-        except Exception:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
             p.kill()
-            p.communicate()
+            out, err = p.communicate()
+        p.err_text = err or ""   # kept for the failure message
 
 
 def test_two_daemons_through_one_relay(tmp_path):
@@ -44,12 +48,15 @@ def test_two_daemons_through_one_relay(tmp_path):
         _stop(*daemons)
         time.sleep(1.5)
         listener.send_signal(signal.SIGTERM)
-        out, _ = listener.communicate(timeout=10)
+        out, listener.err_text = listener.communicate(timeout=10)
         seen = {e["device_id"] for e in json_lines(out)}
     finally:
         _stop(*daemons, listener, relay)
-    assert seen == {"pi-kitchen", "pi-hall"}
-    assert relay.returncode == 0
+    why = " | ".join(f"{name} rc={p.returncode}: {getattr(p, 'err_text', '')[-300:]}"
+                     for name, p in (("relay", relay), ("listener", listener),
+                                     ("kitchen", daemons[0]), ("hall", daemons[1])))
+    assert seen == {"pi-kitchen", "pi-hall"}, why
+    assert relay.returncode == 0, why
 
 
 def test_curve_authorised_subscriber_gets_events_unknown_key_none(tmp_path):
