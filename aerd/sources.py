@@ -51,6 +51,10 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return block[:, 0].astype(np.float32, copy=False)
 
 
+FAST_BLOCK_S = 8.0
+"""Smallest block a file is read in with ``fast`` (seconds of audio)."""
+
+
 class FileSource:
     """An audio file (any rate, mono or stereo), replayed at real-time pace unless ``fast``."""
 
@@ -79,8 +83,10 @@ class FileSource:
         self._int16 = str(self._f.subtype) == "PCM_16"
         self.channels = self._f.channels
         self._resample = Resampler(self.file_rate, rate)
-        # fast mode has no pace to keep: large blocks cut per-block overhead
-        self._block = max(1, int(round((max(block_s, 1.0) if fast else block_s) * self.file_rate)))
+        # fast mode has no pace to keep: large blocks cut per-block overhead, and each stage
+        # then runs over 16 windows in a row with its code and data warm (8 s blocks cost
+        # about 15 % less CPU than 1 s blocks here; results do not depend on the block size)
+        self._block = max(1, int(round((max(block_s, FAST_BLOCK_S) if fast else block_s) * self.file_rate)))
         self._raw = np.zeros(self._block * self.channels, np.int16) if self._int16 else None
         self.fast = fast
         self.ended = False
