@@ -256,7 +256,7 @@ def window_features(rows: np.ndarray, analyzer: FrameAnalyzer) -> tuple[np.ndarr
     """Feature vector (float32) and speech fraction of one window's frame rows."""
     spec = analyzer.spec
     speech = speech_mask(rows, analyzer)
-    fraction = float(speech.mean()) if len(speech) else 0.0
+    fraction = np.count_nonzero(speech) / len(speech) if len(speech) else 0.0
     if spec.set == "seed180":
         return _seed_features(rows, analyzer), fraction
     return _rich_features(rows, speech, analyzer), fraction
