@@ -167,26 +167,27 @@ class FrameAnalyzer:
         # re^2 + im^2 in float64, stored as float32 in the same pass
         power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=self._scratch("p32", (n, nb), np.float32),
                        casting="same_kind")
-        mel = self.mel(power)
+        nm = spec.n_mels
+        seed = spec.set == "seed180"
+        # seed rows: mel power, then mel dB; rich rows: mel dB first (written in place)
+        mel = self.mel(power, out=out[:, :nm] if seed else None)
         energy_db = 10.0 * np.log10(power @ self._energy_w + np.float32(1e-12))
         mel_c = np.maximum(mel, np.float32(1e-10), out=mel)
-        log_mel = np.log(mel_c)
-        flat = np.exp(np.add.reduce(log_mel, axis=1) / spec.n_mels) / (np.add.reduce(mel_c, axis=1) / spec.n_mels)
+        log_mel = np.log(mel_c, out=out[:, nm : 2 * nm] if seed else out[:, :nm])
+        flat = np.exp(np.add.reduce(log_mel, axis=1) / nm) / (np.add.reduce(mel_c, axis=1) / nm)
         mag = np.sqrt(power, out=self._scratch("m32", (n, nb), np.float32))
-        if spec.set == "seed180":
-            nm, nc = spec.n_mels, spec.n_chroma
-            chroma = mag @ self.chroma_t
+        log_mel *= np.float32(1.0 / _LN10_10)   # now dB
+        if seed:
+            nc = spec.n_chroma
+            chroma = np.matmul(mag, self.chroma_t, out=out[:, 2 * nm : 2 * nm + nc])
             peak = chroma.max(axis=1, keepdims=True)
-            chroma /= np.where(peak > np.finfo(np.float32).tiny, peak, np.float32(1.0))
-            out[:, :nm] = mel_c
-            np.multiply(log_mel, np.float32(1.0 / _LN10_10), out=out[:, nm : 2 * nm])
-            out[:, 2 * nm : 2 * nm + nc] = chroma
+            # each frame's chroma over its peak (librosa's max-norm; all-zero frames stay zero)
+            np.divide(chroma, peak, out=chroma, where=peak > np.finfo(np.float32).tiny)
             out[:, -2] = energy_db
             out[:, -1] = flat
             return
-        nm, nc = spec.n_mels, spec.n_mfcc
-        mel_db = np.multiply(log_mel, np.float32(1.0 / _LN10_10), out=out[:, :nm])
-        np.matmul(mel_db, self.dct_t, out=out[:, nm : nm + nc])
+        nc = spec.n_mfcc
+        np.matmul(log_mel, self.dct_t, out=out[:, nm : nm + nc])
         out[:, nm + nc] = energy_db
         moments = mag @ self._centroid_mat   # sum f |X|, sum |X|
         out[:, nm + nc + 1] = moments[:, 0] / np.maximum(moments[:, 1], np.float32(1e-10))
