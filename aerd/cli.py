@@ -232,6 +232,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_relay(args: argparse.Namespace) -> int:
     import signal
+    import threading
 
     from .relay import Relay, RelayConfig
     from .security import CurveServer
@@ -246,10 +247,18 @@ def cmd_relay(args: argparse.Namespace) -> int:
     cfg = RelayConfig(args.frontend, args.backend, curve(args.frontend_secret, args.frontend_clients),
                       curve(args.backend_secret, args.backend_clients), args.insecure)
     with Relay(cfg) as relay:
-        signal.signal(signal.SIGTERM, lambda *_: relay.stop())
-        signal.signal(signal.SIGINT, lambda *_: relay.stop())
+        # the proxy blocks in libzmq, so it runs in its own thread; the main thread only
+        # waits for SIGTERM/SIGINT (a timed wait, so the handler always gets to run)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        proxy = threading.Thread(target=relay.run, name="aerd-relay-proxy", daemon=True)
+        proxy.start()
         log.info("relay: daemons -> %s, subscribers <- %s", args.frontend, args.backend)
-        relay.run()
+        while not stop.is_set() and proxy.is_alive():
+            stop.wait(0.5)
+        relay.stop()
+        proxy.join(timeout=5)
     return 0
 
 

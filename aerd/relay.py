@@ -35,13 +35,19 @@ class RelayConfig:
 
 
 class Relay:
-    """XSUB (frontend) -> XPUB (backend) proxy, stoppable from any thread or a signal handler.
+    """XSUB (frontend) -> XPUB (backend) proxy, stoppable from another thread.
 
-    Typical use::
+    Typical use (``aerd relay``)::
 
         with Relay(cfg) as relay:      # start(): bind both sides
-            signal.signal(signal.SIGTERM, lambda *_: relay.stop())
-            relay.run()                # blocks until stop()
+            proxy = threading.Thread(target=relay.run)   # blocks until stop()
+            proxy.start()
+            ...                        # wait for SIGTERM in the main thread
+            relay.stop()
+
+    Do not rely on a signal handler while ``run()`` blocks the main thread: a signal that
+    lands while libzmq is between two polls is only seen after the next message, so the
+    process can ignore SIGTERM indefinitely (seen in the fleet test).
     """
 
     def __init__(self, cfg: RelayConfig, ctx: zmq.Context | None = None) -> None:
