@@ -320,3 +320,23 @@ def test_float_file_with_nan_and_inf_is_sanitised_and_counted(tmp_path):
     audio = np.concatenate(out)
     assert np.all(np.isfinite(audio)) and np.abs(audio).max() <= 1.0
     assert src.bad_frames >= 1
+
+
+@pytest.mark.parametrize("rate, channels, seconds", [(16000, 1, 20.0), (48000, 2, 5.0)])
+def test_fast_blocks_are_large_but_bounded(tmp_path, rate, channels, seconds):
+    """--fast reads big blocks (8 s of 16 kHz mono), never more than FAST_BLOCK_SAMPLES
+    interleaved samples (a 48 kHz stereo file would otherwise cost ~8 MB of peak RSS); the
+    samples are libsndfile's own."""
+    from aerd.sources import FAST_BLOCK_S, FAST_BLOCK_SAMPLES
+
+    p = tmp_path / "t.wav"
+    sf.write(p, tone(rate, seconds, channels=channels), rate, subtype="PCM_16")
+    fast = FileSource(p, RATE, fast=True)
+    assert fast._block * channels <= FAST_BLOCK_SAMPLES
+    if (rate, channels) == (16000, 1):
+        assert fast._block == int(FAST_BLOCK_S * rate)
+    y = read_all(fast)
+    if rate == RATE:   # no resampling: exactly libsndfile's own decode of the whole file
+        np.testing.assert_array_equal(y, sf.read(p, dtype="float32")[0])
+    else:
+        assert abs(len(y) - seconds * RATE) <= 0.01 * seconds * RATE
