@@ -1,4 +1,4 @@
-"""tools/bench.py runs end to end (2 minutes of audio: long enough for the marginal CPU cost
+"""tools/bench.py runs end to end (4 minutes of audio, 2 runs: enough for the marginal CPU cost
 to stand clear of start-up noise; figures are checked for sanity, not speed)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_runs_side_by_side(tmp_path):
     pytest.importorskip("librosa", reason="the seed-style reference needs librosa (pip install '.[test]')")
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--minutes", "2",
-                        "--latency-seconds", "4", "--repeats", "1", "--models", "default,seed180",
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--minutes", "4",
+                        "--latency-seconds", "4", "--repeats", "2", "--models", "default,seed180",
                         "--out", str(out)], capture_output=True, text=True, timeout=280, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
