@@ -199,7 +199,7 @@ class Model:
         graph = self._adapted if adapted else self._cold
         if graph is None:
             raise ModelError(f"{self.card.name}: no adapted model loaded")
-        if x.ndim == 1 and x.dtype == np.float32:
+        if isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype == np.float32:
             return graph.run_one(x)
         return graph.run(np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32))
 

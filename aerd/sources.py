@@ -80,9 +80,6 @@ class FileSource:
             raise AudioError(f"{path}: audio file is empty")
         self.file_rate = self._f.samplerate
         self._float_file = not str(self._f.subtype).startswith(("PCM", "ULAW", "ALAW"))
-        # 16-bit PCM (most recordings): read the integers and scale them here, which is half
-        # the cost of libsndfile's float conversion and gives the same values (x / 32768)
-        self._int16 = str(self._f.subtype) == "PCM_16"
         self.channels = self._f.channels
         self._resample = Resampler(self.file_rate, rate)
         # fast mode has no pace to keep: large blocks cut per-block overhead, and each stage
@@ -94,7 +91,10 @@ class FileSource:
         if fast:
             frames = max(frames, min(FAST_BLOCK_S * self.file_rate, FAST_BLOCK_SAMPLES / self.channels))
         self._block = max(1, int(round(frames)))
-        self._raw = np.zeros(self._block * self.channels, np.int16) if self._int16 else None
+        # 16-bit PCM (most recordings): read the integers and scale them here, which is half
+        # the cost of libsndfile's float conversion and gives the same values (x / 32768)
+        self._raw = (np.zeros(self._block * self.channels, np.int16)
+                     if str(self._f.subtype) == "PCM_16" else None)
         self.fast = fast
         self.ended = False
         self.state, self.detail = "ok", f"file {self.path.name}"

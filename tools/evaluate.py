@@ -311,19 +311,17 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
             mlp4["alpha"] = cfg.fold_alpha4[k]
         if cfg.fold_hidden4 is not None:
             mlp4["hidden_layer_sizes"] = (cfg.fold_hidden4[k],)
-        for classes, tag in ((ds.EMOTIONS, "8"), (ds.SEED4, "4")):
+        for classes, tag, tag_mlp in ((ds.EMOTIONS, "8", mlp), (ds.SEED4, "4", mlp4)):
             yc = labels_of(clips, classes)
             ids = test_ids[yc[test_ids] >= 0]
             X, y = train_rows(tab, clips, yc, train)
-            if tag == "4":
-                mlp = mlp4
-            pipe = tr.fit(tr.make_pipeline(mlp, cfg.seed), X, y)
+            pipe = tr.fit(tr.make_pipeline(tag_mlp, cfg.seed), X, y)
             cold = pipe.predict_proba
             add(f"cold{tag}", yc[ids], clip_scores(cold, tab, ids).argmax(1), len(classes))
             rstd = ref_std(tab, clips, train)
             params = with_prior(cfg.adapt, tab, clips, train)
             Xa, ya = adapt_rows(tab, clips, yc, train, params, rstd, cfg.seed)
-            apipe = tr.fit(tr.make_pipeline(cfg.adapt_mlp or mlp, cfg.seed), Xa, ya)
+            apipe = tr.fit(tr.make_pipeline(cfg.adapt_mlp or tag_mlp, cfg.seed), Xa, ya)
             yt, pc, pa, warm = adapt_eval(cold, apipe.predict_proba, tab, clips, yc, test,
                                           params, rstd, cfg.seed)
             add(f"adapt{tag}", yt, pa, len(classes))

@@ -118,9 +118,14 @@ def quantize_int8(blob: bytes) -> bytes:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # pre-processing hint
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
-        src.write_bytes(blob)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-        return dst.read_bytes()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))   # quantize_dynamic's "run pre-processing" hint
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+            src.write_bytes(blob)
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            return dst.read_bytes()
+    finally:
+        root.setLevel(level)
