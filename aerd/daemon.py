@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .decision import round3, round4
 from .events import EmotionEvent, StatusEvent
 from .notify import Notifier, WatchdogGate
 from .pipeline import Pipeline, Result
@@ -106,10 +107,10 @@ class Daemon:
                 continue
             d = r.decision
             self.publisher.send(EmotionEvent(
-                seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id,
-                start=round(off + r.window.start, 3), end=round(off + r.window.end, 3), label=d.label,
-                confidence=round(d.confidence, 4), probs=d.probs, model=self.pipeline.model.id,
-                speech=round(r.window.speech, 3), adapted=r.adapted))
+                seq=self._next_seq(), ts=round3(time.time()), device_id=self.device_id,
+                start=round3(off + r.window.start), end=round3(off + r.window.end), label=d.label,
+                confidence=round4(d.confidence), probs=d.probs, model=self.pipeline.model.id,
+                speech=round3(r.window.speech), adapted=r.adapted))
             self.counters.events += 1
 
     # -- loop ---------------------------------------------------------------------------

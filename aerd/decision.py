@@ -5,12 +5,24 @@ Plain object, no I/O: ``update(speech_fraction, probs)`` -> a :class:`Decision` 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from .config import DecisionSettings
+
+
+def round4(x: float) -> float:
+    """``x`` to 4 decimals for the wire (the nearest float to the same decimal as ``round``
+    gives, ties aside), several times cheaper than ``round(x, 4)``."""
+    return math.floor(x * 10000.0 + 0.5) / 10000.0
+
+
+def round3(x: float) -> float:
+    """``x`` to 3 decimals (times in seconds), as :func:`round4`."""
+    return math.floor(x * 1000.0 + 0.5) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -51,4 +63,4 @@ class Decider:
         if self._label is None or avg[best] >= avg[self._label] + self.s.hysteresis:
             self._label = best
         return Decision(self.labels[self._label], avg[self._label],
-                        {lab: round(p, 4) for lab, p in zip(self.labels, avg)})
+                        {lab: round4(p) for lab, p in zip(self.labels, avg)})

@@ -35,6 +35,8 @@ from .featurespec import FeatureSpec
 from .filterbanks import BandedProduct, chroma_filterbank, dct_matrix, hann_window, mel_filterbank
 
 _LN10_10 = np.log(10.0) / 10.0
+_TINY32 = np.finfo(np.float32).tiny
+_max = np.maximum.reduce   # ndarray.max() goes through a Python wrapper: ~1 us more a call
 CHUNK = 64
 _THREE = np.arange(3)
 """Frames analysed per internal batch (the size of the preallocated work buffers)."""
@@ -71,6 +73,8 @@ class FrameAnalyzer:
             self.chroma_t = np.ascontiguousarray(
                 chroma_filterbank(s.sample_rate, s.n_fft, s.n_chroma, 0.0).T.astype(np.float32))
             self.dct = dct_matrix(s.n_mfcc, s.n_mels)
+            self._flat_mat = np.zeros((2 * s.n_mels, 2), np.float32)
+            self._flat_mat[: s.n_mels, 0] = self._flat_mat[s.n_mels :, 1] = 1.0 / s.n_mels
             # rows: mel power, mel dB, chroma, energy dB, flatness
             self.width = 2 * s.n_mels + s.n_chroma + 2
         else:
@@ -146,9 +150,11 @@ class FrameAnalyzer:
             m[4] = m[2] * m[2]
         return m
 
-    def analyze(self, frames: np.ndarray) -> np.ndarray:
-        """Per-frame rows (float32) for a (n, n_fft) batch of frames."""
-        out = np.empty((len(frames), self.width), dtype=np.float32)
+    def analyze(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Per-frame rows (float32) for a (n, n_fft) batch of frames, written into ``out``
+        (a C-contiguous (n, width) float32 array) if given."""
+        if out is None:
+            out = np.empty((len(frames), self.width), dtype=np.float32)
         for i in range(0, len(frames), CHUNK):
             self._analyze_into(frames[i : i + CHUNK], out[i : i + CHUNK])
         return out
@@ -171,21 +177,30 @@ class FrameAnalyzer:
         seed = spec.set == "seed180"
         # seed rows: mel power, then mel dB; rich rows: mel dB first (written in place)
         mel = self.mel(power, out=out[:, :nm] if seed else None)
-        energy_db = 10.0 * np.log10(power @ self._energy_w + np.float32(1e-12))
+        energy_db = power @ self._energy_w
+        energy_db += np.float32(1e-12)
+        np.log10(energy_db, out=energy_db)
         mel_c = np.maximum(mel, np.float32(1e-10), out=mel)
         log_mel = np.log(mel_c, out=out[:, nm : 2 * nm] if seed else out[:, :nm])
+        if seed:
+            # mel power and its natural log lie side by side in the row: one product gives
+            # both per-frame means of the flatness, exp(mean log) / mean
+            means = out[:, : 2 * nm] @ self._flat_mat
+            np.exp(means[:, 1], out=out[:, -1])
+            out[:, -1] /= means[:, 0]
+            np.multiply(energy_db, np.float32(10.0), out=out[:, -2])
+            log_mel *= np.float32(1.0 / _LN10_10)   # now dB
+            nc = spec.n_chroma
+            mag = np.sqrt(power, out=self._scratch("m32", (n, nb), np.float32))
+            chroma = np.matmul(mag, self.chroma_t, out=out[:, 2 * nm : 2 * nm + nc])
+            peak = _max(chroma, axis=1, keepdims=True)
+            # each frame's chroma over its peak (librosa's max-norm; all-zero frames stay zero)
+            np.divide(chroma, peak, out=chroma, where=peak > _TINY32)
+            return
+        energy_db *= np.float32(10.0)
         flat = np.exp(np.add.reduce(log_mel, axis=1) / nm) / (np.add.reduce(mel_c, axis=1) / nm)
         mag = np.sqrt(power, out=self._scratch("m32", (n, nb), np.float32))
         log_mel *= np.float32(1.0 / _LN10_10)   # now dB
-        if seed:
-            nc = spec.n_chroma
-            chroma = np.matmul(mag, self.chroma_t, out=out[:, 2 * nm : 2 * nm + nc])
-            peak = chroma.max(axis=1, keepdims=True)
-            # each frame's chroma over its peak (librosa's max-norm; all-zero frames stay zero)
-            np.divide(chroma, peak, out=chroma, where=peak > np.finfo(np.float32).tiny)
-            out[:, -2] = energy_db
-            out[:, -1] = flat
-            return
         nc = spec.n_mfcc
         np.matmul(log_mel, self.dct_t, out=out[:, nm : nm + nc])
         out[:, nm + nc] = energy_db
@@ -247,7 +262,7 @@ def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
         noisy = rows[:, -1] >= vad.max_flatness
     else:   # the rich rows hold log10(flatness)
         noisy = rows[:, analyzer.energy_col + 2] >= np.log10(vad.max_flatness)
-    thresh = max(vad.floor_db, float(energy.max()) - vad.range_db)
+    thresh = max(vad.floor_db, float(_max(energy)) - vad.range_db)
     speech = energy > thresh
     speech &= ~noisy
     return speech
@@ -271,7 +286,7 @@ def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
     nm, nc = s.n_mels, s.n_chroma
     w = _mean_weights(len(rows))
     mel_db = rows[:, nm : 2 * nm]
-    floor = mel_db.max() - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
+    floor = _max(mel_db, axis=None) - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
     out[: s.n_mfcc] = an.dct @ (w @ np.maximum(mel_db, floor))
     means = w @ rows   # every column's mean in one product
     out[s.n_mfcc : s.n_mfcc + nc] = means[2 * nm : 2 * nm + nc]

@@ -58,7 +58,12 @@ class StreamExtractor:
         self._buf_start = 0      # absolute sample index of _buf[0]
         self._fill = 0           # valid samples in _buf
         self._next_frame = 0     # first frame index not analysed yet
-        self._rows = np.zeros((self.n_frames, self.analyzer.width), dtype=np.float32)
+        # frame rows, oldest first; the current window is always the contiguous view
+        # _ring[_end - n_frames : _end]. New rows are analysed straight into the ring; only
+        # when it is full are the last window's rows moved to its front (every ~8 hops).
+        per_hop = max(1, self.hop // spec.hop_length)
+        self._ring = np.zeros((self.n_frames + 8 * per_hop, self.analyzer.width), dtype=np.float32)
+        self._end = self.n_frames
         self._k = 0              # next window index
         self.samples_in = 0
         self._flushed = False
@@ -101,7 +106,7 @@ class StreamExtractor:
         if not self.incremental or total - self._window_end(self._k - 1) < self.tail or last < self._next_frame:
             return []
         self._append_frames(last)
-        feats, speech = window_features(self._rows, self.analyzer)
+        feats, speech = window_features(self._rows(), self.analyzer)
         k = self._k
         self._k += 1
         return [Window(k, (total - self.win) / sr, total / sr, feats, speech)]
@@ -111,21 +116,30 @@ class StreamExtractor:
         fh = self.spec.hop_length
         first = (self._next_frame * fh - self._buf_start) // fh
         avail = (self._fill - self.spec.n_fft) // fh + 1
-        new = self.analyzer.analyze(self._grid[first : min(avail, first + last + 1 - self._next_frame)])
-        n = len(new)
-        if n >= self.n_frames:
-            self._rows[:] = new[-self.n_frames :]
-        elif n:
-            self._rows[:-n] = self._rows[n:]
-            self._rows[-n:] = new
+        frames = self._grid[first : min(avail, first + last + 1 - self._next_frame)]
+        nf, ring = self.n_frames, self._ring
+        n = len(frames)
+        if n > nf:   # only the last window's worth is kept
+            frames = frames[n - nf :]
+            n = nf
+        if self._end + n > len(ring):
+            keep = nf - n
+            ring[:keep] = ring[self._end - keep : self._end]
+            self._end = keep
+        self.analyzer.analyze(frames, out=ring[self._end : self._end + n])
+        self._end += n
         self._next_frame = last + 1
+
+    def _rows(self) -> np.ndarray:
+        """The current window's frame rows (a view of the ring)."""
+        return self._ring[self._end - self.n_frames : self._end]
 
     def _emit(self) -> Window:
         k, sr, fh = self._k, self.spec.sample_rate, self.spec.hop_length
         end = self._window_end(k)
         if self.incremental:
             self._append_frames((end - self.spec.n_fft) // fh)
-            feats, speech = window_features(self._rows, self.analyzer)
+            feats, speech = window_features(self._rows(), self.analyzer)
             keep_from = self._next_frame * fh
         else:
             start = end - self.win
