@@ -37,6 +37,7 @@ from .filterbanks import BandedProduct, chroma_filterbank, dct_matrix, hann_wind
 _LN10_10 = np.log(10.0) / 10.0
 _TINY32 = np.finfo(np.float32).tiny
 _max = np.maximum.reduce   # ndarray.max() goes through a Python wrapper: ~1 us more a call
+_min = np.minimum.reduce
 CHUNK = 64
 _THREE = np.arange(3)
 """Frames analysed per internal batch (the size of the preallocated work buffers)."""
@@ -287,8 +288,11 @@ def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
     w = _mean_weights(len(rows))
     mel_db = rows[:, nm : 2 * nm]
     floor = _max(mel_db, axis=None) - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
-    out[: s.n_mfcc] = an.dct @ (w @ np.maximum(mel_db, floor))
     means = w @ rows   # every column's mean in one product
+    if _min(mel_db, axis=None) >= floor:   # nothing to clip (speech windows, nearly always)
+        out[: s.n_mfcc] = an.dct @ means[nm : 2 * nm]
+    else:
+        out[: s.n_mfcc] = an.dct @ (w @ np.maximum(mel_db, floor))
     out[s.n_mfcc : s.n_mfcc + nc] = means[2 * nm : 2 * nm + nc]
     out[s.n_mfcc + nc :] = means[:nm]
     return out

@@ -3,8 +3,9 @@
 Frames lie on one grid over the whole stream; a window ``k`` covers samples
 ``[k*hop, k*hop + window)`` and exactly the frames inside it. When a window's last sample
 arrives, only the frames not computed yet (one window hop's worth) are analysed, in one
-batch, and appended to a fixed ring of frame rows; the window's statistics are then taken
-over that ring. Batches are cut at window ends, never at chunk ends, so the output is
+batch, and appended to a ring of frame rows; the window's statistics are then taken over
+its rows in the ring (for a chunk that completes several windows, after all of their frames
+are analysed: each stage then runs several times in a row with its code and tables warm). Batches are cut at window ends, never at chunk ends, so the output is
 bit-identical whatever size the audio chunks arrive in.
 """
 
@@ -16,6 +17,9 @@ import numpy as np
 
 from .features import FrameAnalyzer, extract_window, window_features
 from .featurespec import FeatureSpec
+
+PENDING = 16
+"""Most windows analysed ahead of their statistics within one chunk (ring rows to spare)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,13 @@ class StreamExtractor:
         # _ring[_end - n_frames : _end]. New rows are analysed straight into the ring; only
         # when it is full are the last window's rows moved to its front (every ~8 hops).
         per_hop = max(1, self.hop // spec.hop_length)
-        self._ring = np.zeros((self.n_frames + 8 * per_hop, self.analyzer.width), dtype=np.float32)
+        self._ring = np.zeros((self.n_frames + PENDING * per_hop, self.analyzer.width), dtype=np.float32)
         self._end = self.n_frames
+        # windows whose frames are analysed but whose statistics are not taken yet: a long
+        # chunk first runs every hop's frame analysis, then every window's statistics, each
+        # stage with its code and tables warm (same arithmetic, so the same results)
+        self._pending: list[tuple[int, int]] = []   # (window index, ring end)
+        self._done: list[Window] = []
         self._k = 0              # next window index
         self.samples_in = 0
         self._flushed = False
@@ -74,7 +83,6 @@ class StreamExtractor:
     def push(self, chunk: np.ndarray) -> list[Window]:
         """Add samples; returns the windows completed by them (often none)."""
         x = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        out: list[Window] = []
         pos = 0
         while pos < len(x):
             need = self._window_end(self._k) - (self._buf_start + self._fill)
@@ -84,7 +92,9 @@ class StreamExtractor:
             pos += take
             self.samples_in += take
             if take == need:
-                out.append(self._emit())
+                self._emit()
+        self._take_pending()
+        out, self._done = self._done, []
         return out
 
     def flush(self) -> list[Window]:
@@ -123,6 +133,7 @@ class StreamExtractor:
             frames = frames[n - nf :]
             n = nf
         if self._end + n > len(ring):
+            self._take_pending()   # their rows are about to be overwritten
             keep = nf - n
             ring[:keep] = ring[self._end - keep : self._end]
             self._end = keep
@@ -134,17 +145,27 @@ class StreamExtractor:
         """The current window's frame rows (a view of the ring)."""
         return self._ring[self._end - self.n_frames : self._end]
 
-    def _emit(self) -> Window:
+    def _take_pending(self) -> None:
+        """Statistics of the windows analysed but not finished yet, in order."""
+        sr, nf = self.spec.sample_rate, self.n_frames
+        for k, end_row in self._pending:
+            feats, speech = window_features(self._ring[end_row - nf : end_row], self.analyzer)
+            end = self._window_end(k)
+            self._done.append(Window(k, (end - self.win) / sr, end / sr, feats, speech))
+        self._pending.clear()
+
+    def _emit(self) -> None:
         k, sr, fh = self._k, self.spec.sample_rate, self.spec.hop_length
         end = self._window_end(k)
         if self.incremental:
             self._append_frames((end - self.spec.n_fft) // fh)
-            feats, speech = window_features(self._rows(), self.analyzer)
+            self._pending.append((k, self._end))
             keep_from = self._next_frame * fh
         else:
             start = end - self.win
             off = start - self._buf_start
             feats, speech = extract_window(self._buf[off : off + self.win], self.spec, self.analyzer)
+            self._done.append(Window(k, start / sr, end / sr, feats, speech))
             keep_from = start + self.hop
         drop = keep_from - self._buf_start
         if drop > 0:
@@ -153,4 +174,3 @@ class StreamExtractor:
             self._fill = rest
             self._buf_start = keep_from
         self._k += 1
-        return Window(k, (end - self.win) / sr, end / sr, feats, speech)

@@ -139,3 +139,22 @@ def test_hop_longer_than_window_skips_audio(audio):
         assert (w.start, w.end) == (s / SR, (s + 8000) / SR)
         feats, _ = extract_window(audio[s : s + 8000], spec)
         np.testing.assert_allclose(w.features, feats, rtol=1e-6, atol=1e-6 * np.abs(feats).max())
+
+
+@pytest.mark.parametrize("name", ["rich", "seed180"])
+def test_long_chunks_many_windows_pending(name, audio):
+    """A chunk completing more windows than the row ring holds ahead (PENDING) gives the
+    same windows as small chunks, and each still equals the batch path."""
+    from aerd.stream import PENDING
+
+    spec = SPECS[name]
+    x = np.resize(audio, int((WIN_S + (2 * PENDING + 3) * HOP_S) * SR) + 1234)
+    whole = run(spec, x, [len(x)])
+    assert len(whole) > 2 * PENDING
+    same(run(spec, x, [4000 * PENDING + 17, 999]), whole)
+    same(run(spec, x, [333]), whole)
+    win, hop = int(WIN_S * SR), int(HOP_S * SR)
+    for w in whole[PENDING - 1 :: PENDING]:
+        k = w.index
+        feats, _ = extract_window(x[k * hop : k * hop + win], spec)
+        np.testing.assert_allclose(w.features, feats, rtol=1e-6, atol=1e-6 * np.abs(feats).max())
