@@ -39,8 +39,10 @@ _TINY32 = np.finfo(np.float32).tiny
 _max = np.maximum.reduce   # ndarray.max() goes through a Python wrapper: ~1 us more a call
 _min = np.minimum.reduce
 CHUNK = 64
+"""Frames per batch of the matrix products (and at least as many per FFT batch)."""
+FFT_BYTES = 1 << 20
+"""Float64 frames per FFT batch, in bytes (the size of the preallocated work buffers)."""
 _THREE = np.arange(3)
-"""Frames analysed per internal batch (the size of the preallocated work buffers)."""
 
 
 class FrameAnalyzer:
@@ -59,9 +61,8 @@ class FrameAnalyzer:
         self._window64 = self.window.astype(np.float64)
         nz = np.nonzero(self._window64)[0]
         self._span = (int(nz[0]), int(nz[-1]) + 1)
-        # the window's span repeated for a whole batch: a same-shape product is about twice
-        # as fast as numpy's broadcast of one row over a strided batch
-        self._window_rows = np.tile(self._window64[self._span[0] : self._span[1]], (CHUNK, 1))
+        # frames per FFT batch: about 1 MB of float64 frames (and as much of spectrum)
+        self._fe_rows = max(CHUNK, FFT_BYTES // (8 * s.n_fft))
         self.mel = BandedProduct(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax))
         n_bins = s.n_fft // 2 + 1
         # one-sided Parseval weights: sum(w_k |X_k|^2) / n_fft == sum(frame_windowed^2)
@@ -156,24 +157,53 @@ class FrameAnalyzer:
         (a C-contiguous (n, width) float32 array) if given."""
         if out is None:
             out = np.empty((len(frames), self.width), dtype=np.float32)
-        for i in range(0, len(frames), CHUNK):
-            self._analyze_into(frames[i : i + CHUNK], out[i : i + CHUNK])
+        self.analyze_groups(frames, [len(frames)], [out])
         return out
 
-    def _analyze_into(self, frames: np.ndarray, out: np.ndarray) -> None:
+    def analyze_groups(self, frames: np.ndarray, sizes: list[int], outs: list[np.ndarray]) -> None:
+        """Rows for consecutive groups of frames: group i is the next ``sizes[i]`` frames, its
+        rows go to ``outs[i]``. Every group gets exactly the rows ``analyze`` gives it alone:
+        its matrix products run in the same batches (CHUNK frames from the group's start;
+        BLAS results can depend on the batch size), while the window, FFT and power spectrum,
+        whose rows do not depend on batching, run over several groups at once."""
+        pieces = []   # (first frame, frames, rows out)
+        off = 0
+        for size, out in zip(sizes, outs):
+            for i in range(0, size, CHUNK):
+                m = min(CHUNK, size - i)
+                pieces.append((off + i, m, out[i : i + m]))
+            off += size
+        j = 0
+        while j < len(pieces):
+            start = pieces[j][0]
+            k = j + 1
+            while k < len(pieces) and pieces[k][0] + pieces[k][1] - start <= self._fe_rows:
+                k += 1
+            end = pieces[k - 1][0] + pieces[k - 1][1]
+            power = self._power(frames[start:end])
+            for first, m, out in pieces[j:k]:
+                self._rows_from_power(power[first - start : first - start + m], out)
+            j = k
+
+    def _power(self, frames: np.ndarray) -> np.ndarray:
+        """Power spectrum (float32) of a batch of frames (work buffer of this analyzer)."""
         spec, n = self.spec, len(frames)
         nb = spec.n_fft // 2 + 1
         # numpy's float64 FFT is ~4x faster than its float32 one; products run in float32.
         # Only the window's non-zero span is multiplied; the rest of the buffer stays zero.
         lo, hi = self._span
         windowed = self._scratch("w", (n, spec.n_fft), np.float64)
-        np.multiply(frames[:, lo:hi], self._window_rows[:n], out=windowed[:, lo:hi])
+        np.multiply(frames[:, lo:hi], self._window64[lo:hi], out=windowed[:, lo:hi])
         spectrum = np.fft.rfft(windowed, axis=1, out=self._scratch("X", (n, nb), np.complex128))
         pairs = spectrum.view(np.float64)
         np.square(pairs, out=pairs)
         # re^2 + im^2 in float64, stored as float32 in the same pass
-        power = np.add(pairs[:, 0::2], pairs[:, 1::2], out=self._scratch("p32", (n, nb), np.float32),
-                       casting="same_kind")
+        return np.add(pairs[:, 0::2], pairs[:, 1::2], out=self._scratch("p32", (n, nb), np.float32),
+                      casting="same_kind")
+
+    def _rows_from_power(self, power: np.ndarray, out: np.ndarray) -> None:
+        spec, n = self.spec, len(power)
+        nb = spec.n_fft // 2 + 1
         nm = spec.n_mels
         seed = spec.set == "seed180"
         # seed rows: mel power, then mel dB; rich rows: mel dB first (written in place)

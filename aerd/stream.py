@@ -53,7 +53,8 @@ class StreamExtractor:
         # Incremental frames need a grid shared by all windows; otherwise recompute each window.
         self.incremental = (not spec.center) and self.hop % spec.hop_length == 0
         self.n_frames = 1 + (self.win - spec.n_fft) // spec.hop_length
-        cap = max(self.win, self.hop + spec.n_fft) + spec.hop_length
+        # room for PENDING hops of samples not analysed yet (see _take_pending)
+        cap = max(self.win, spec.n_fft) + PENDING * self.hop + spec.hop_length
         # float64 copies of the float32 samples: frames are views of it (see FrameAnalyzer.frames)
         self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float64)
         # every frame the buffer can hold, as one strided view made once (frames start on the
@@ -65,13 +66,15 @@ class StreamExtractor:
         # frame rows, oldest first; the current window is always the contiguous view
         # _ring[_end - n_frames : _end]. New rows are analysed straight into the ring; only
         # when it is full are the last window's rows moved to its front (every ~8 hops).
-        per_hop = max(1, self.hop // spec.hop_length)
-        self._ring = np.zeros((self.n_frames + PENDING * per_hop, self.analyzer.width), dtype=np.float32)
+        per_hop = min(max(1, self.hop // spec.hop_length), self.n_frames)
+        self._ring = np.zeros((2 * self.n_frames + PENDING * per_hop, self.analyzer.width),
+                              dtype=np.float32)
         self._end = self.n_frames
-        # windows whose frames are analysed but whose statistics are not taken yet: a long
-        # chunk first runs every hop's frame analysis, then every window's statistics, each
-        # stage with its code and tables warm (same arithmetic, so the same results)
-        self._pending: list[tuple[int, int]] = []   # (window index, ring end)
+        # Windows whose last sample has arrived but whose frames are not analysed yet. A chunk
+        # that completes several windows analyses all their frames together (one FFT pass over
+        # several hops), then takes each window's statistics: each stage runs several times in
+        # a row with its code and tables warm, and the arithmetic, so the result, is the same.
+        self._pending: list[int] = []
         self._done: list[Window] = []
         self._k = 0              # next window index
         self.samples_in = 0
@@ -115,62 +118,86 @@ class StreamExtractor:
         last = (total - self.spec.n_fft) // self.spec.hop_length
         if not self.incremental or total - self._window_end(self._k - 1) < self.tail or last < self._next_frame:
             return []
-        self._append_frames(last)
+        self._append_frames([last])
         feats, speech = window_features(self._rows(), self.analyzer)
         k = self._k
         self._k += 1
         return [Window(k, (total - self.win) / sr, total / sr, feats, speech)]
 
-    def _append_frames(self, last: int) -> None:
-        """Analyse frames ``_next_frame..last`` in one batch and push them into the row ring."""
-        fh = self.spec.hop_length
-        first = (self._next_frame * fh - self._buf_start) // fh
-        avail = (self._fill - self.spec.n_fft) // fh + 1
-        frames = self._grid[first : min(avail, first + last + 1 - self._next_frame)]
-        nf, ring = self.n_frames, self._ring
-        n = len(frames)
-        if n > nf:   # only the last window's worth is kept
-            frames = frames[n - nf :]
-            n = nf
-        if self._end + n > len(ring):
-            self._take_pending()   # their rows are about to be overwritten
-            keep = nf - n
-            ring[:keep] = ring[self._end - keep : self._end]
-            self._end = keep
-        self.analyzer.analyze(frames, out=ring[self._end : self._end + n])
-        self._end += n
-        self._next_frame = last + 1
+    def _append_frames(self, lasts: list[int]) -> list[int]:
+        """Analyse frames ``_next_frame..lasts[-1]`` into the row ring, as one group per entry
+        of ``lasts`` (a window's new frames end at its last frame); returns the ring end after
+        each group. A group keeps only its last ``n_frames`` frames (the others lie in a gap
+        between windows that are further apart than they are long)."""
+        fh, nf, ring = self.spec.hop_length, self.n_frames, self._ring
+        groups = []   # (first frame, count) per window
+        nxt = self._next_frame
+        for last in lasts:
+            first = max(nxt, last + 1 - nf)
+            groups.append((first, last + 1 - first))
+            nxt = last + 1
+        total = sum(n for _, n in groups)
+        if self._end + total > len(ring):   # keep the last window's rows, at the front
+            ring[:nf] = ring[self._end - nf : self._end]
+            self._end = nf
+        ends = []
+        base = self._buf_start // fh   # the grid's first frame
+        i = 0
+        while i < len(groups):   # runs of groups whose frames follow each other
+            j = i + 1
+            while j < len(groups) and groups[j][0] == groups[j - 1][0] + groups[j - 1][1]:
+                j += 1
+            run = groups[i:j]
+            outs = []
+            for _, n in run:
+                outs.append(ring[self._end : self._end + n])
+                self._end += n
+                ends.append(self._end)
+            first = run[0][0] - base
+            self.analyzer.analyze_groups(self._grid[first : first + sum(n for _, n in run)],
+                                         [n for _, n in run], outs)
+            i = j
+        self._next_frame = nxt
+        return ends
 
     def _rows(self) -> np.ndarray:
         """The current window's frame rows (a view of the ring)."""
         return self._ring[self._end - self.n_frames : self._end]
 
     def _take_pending(self) -> None:
-        """Statistics of the windows analysed but not finished yet, in order."""
-        sr, nf = self.spec.sample_rate, self.n_frames
-        for k, end_row in self._pending:
+        """Analyse the pending windows' frames, then take their statistics, in order."""
+        if not self._pending:
+            return
+        sr, fh, nf = self.spec.sample_rate, self.spec.hop_length, self.n_frames
+        ends = self._append_frames([(self._window_end(k) - self.spec.n_fft) // fh
+                                    for k in self._pending])
+        for k, end_row in zip(self._pending, ends):
             feats, speech = window_features(self._ring[end_row - nf : end_row], self.analyzer)
             end = self._window_end(k)
             self._done.append(Window(k, (end - self.win) / sr, end / sr, feats, speech))
         self._pending.clear()
+        self._drop_to(self._next_frame * fh)
 
-    def _emit(self) -> None:
-        k, sr, fh = self._k, self.spec.sample_rate, self.spec.hop_length
-        end = self._window_end(k)
-        if self.incremental:
-            self._append_frames((end - self.spec.n_fft) // fh)
-            self._pending.append((k, self._end))
-            keep_from = self._next_frame * fh
-        else:
-            start = end - self.win
-            off = start - self._buf_start
-            feats, speech = extract_window(self._buf[off : off + self.win], self.spec, self.analyzer)
-            self._done.append(Window(k, start / sr, end / sr, feats, speech))
-            keep_from = start + self.hop
+    def _drop_to(self, keep_from: int) -> None:
+        """Forget the samples before ``keep_from`` (absolute index)."""
         drop = keep_from - self._buf_start
         if drop > 0:
             rest = self._fill - drop
             self._buf[:rest] = self._buf[drop : self._fill]
             self._fill = rest
             self._buf_start = keep_from
+
+    def _emit(self) -> None:
+        k = self._k
         self._k += 1
+        if self.incremental:
+            self._pending.append(k)
+            if len(self._pending) >= PENDING:   # the sample buffer holds this many hops
+                self._take_pending()
+            return
+        sr, end = self.spec.sample_rate, self._window_end(k)
+        start = end - self.win
+        off = start - self._buf_start
+        feats, speech = extract_window(self._buf[off : off + self.win], self.spec, self.analyzer)
+        self._done.append(Window(k, start / sr, end / sr, feats, speech))
+        self._drop_to(start + self.hop)
