@@ -1,12 +1,14 @@
 """Incremental windowing: audio chunks in, one feature vector per window hop out.
 
 Frames lie on one grid over the whole stream; a window ``k`` covers samples
-``[k*hop, k*hop + window)`` and exactly the frames inside it. When a window's last sample
-arrives, only the frames not computed yet (one window hop's worth) are analysed, in one
-batch, and appended to a ring of frame rows; the window's statistics are then taken over
-its rows in the ring (for a chunk that completes several windows, after all of their frames
-are analysed: each stage then runs several times in a row with its code and tables warm). Batches are cut at window ends, never at chunk ends, so the output is
-bit-identical whatever size the audio chunks arrive in.
+``[k*hop, k*hop + window)`` and exactly the frames inside it. Only frames not analysed yet
+(one window hop's worth) are analysed when a window's last sample has arrived, and their rows
+go to a ring of frame rows; the window's statistics are then taken over its rows in the ring.
+A chunk that completes several windows first analyses all their new frames (one FFT pass
+over several hops), then takes each window's statistics: each stage runs several times in a
+row with its code and tables warm. The matrix products of the analysis run in one batch per
+window hop, cut at window ends, never at chunk ends, so the output is bit-identical whatever
+size the audio chunks arrive in.
 """
 
 from __future__ import annotations
@@ -63,17 +65,14 @@ class StreamExtractor:
         self._buf_start = 0      # absolute sample index of _buf[0]
         self._fill = 0           # valid samples in _buf
         self._next_frame = 0     # first frame index not analysed yet
-        # frame rows, oldest first; the current window is always the contiguous view
+        # frame rows, oldest first; the last analysed window is always the contiguous view
         # _ring[_end - n_frames : _end]. New rows are analysed straight into the ring; only
-        # when it is full are the last window's rows moved to its front (every ~8 hops).
+        # when it is full are that window's rows moved to its front (every ~PENDING hops).
         per_hop = min(max(1, self.hop // spec.hop_length), self.n_frames)
         self._ring = np.zeros((2 * self.n_frames + PENDING * per_hop, self.analyzer.width),
                               dtype=np.float32)
         self._end = self.n_frames
-        # Windows whose last sample has arrived but whose frames are not analysed yet. A chunk
-        # that completes several windows analyses all their frames together (one FFT pass over
-        # several hops), then takes each window's statistics: each stage runs several times in
-        # a row with its code and tables warm, and the arithmetic, so the result, is the same.
+        # windows whose last sample has arrived but whose frames are not analysed yet
         self._pending: list[int] = []
         self._done: list[Window] = []
         self._k = 0              # next window index
