@@ -57,11 +57,10 @@ class StreamExtractor:
         self.n_frames = 1 + (self.win - spec.n_fft) // spec.hop_length
         # room for PENDING hops of samples not analysed yet (see _take_pending)
         cap = max(self.win, spec.n_fft) + PENDING * self.hop + spec.hop_length
-        # float64 copies of the float32 samples: frames are views of it (see FrameAnalyzer.frames)
-        self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float64)
+        self._buf = np.zeros(cap if self.incremental else self.win + self.hop, dtype=np.float32)
         # every frame the buffer can hold, as one strided view made once (frames start on the
         # grid and the buffer always starts on a frame boundary)
-        self._grid = self.analyzer.frames64(self._buf)
+        self._grid = self.analyzer.grid(self._buf)
         self._buf_start = 0      # absolute sample index of _buf[0]
         self._fill = 0           # valid samples in _buf
         self._next_frame = 0     # first frame index not analysed yet
