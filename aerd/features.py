@@ -1,11 +1,11 @@
-"""The one feature implementation, shared by training (tools/) and the daemon.
+"""The one feature implementation, shared by training (tools/) and the daemon: frame analysis.
 
 Audio is cut into frames on a fixed grid (``hop_length`` samples apart, ``n_fft`` long,
 a Hann window of ``win_length`` centred in each). :class:`FrameAnalyzer` turns a batch of
-frames into one row of per-frame values each; :func:`window_features` turns the rows of the
-frames inside one analysis window into the model's feature vector. The batch path
-(:func:`extract_window`) and the incremental path (:mod:`aerd.stream`) both use these two
-pieces, so they cannot drift apart.
+frames into one row of per-frame values each; :func:`aerd.windowstats.window_features` turns
+the rows of the frames inside one analysis window into the model's feature vector. The batch
+path (:func:`aerd.windowstats.extract_window`) and the incremental path (:mod:`aerd.stream`)
+both use these two pieces, so they cannot drift apart.
 
 Feature sets:
 
@@ -20,10 +20,6 @@ Feature sets:
              (from the normalised autocorrelation) mean/deviation/slope/step, voicing and
              speech onset rates, voiced and speech fractions.
              Level-invariant by construction (no absolute loudness feature).
-
-Frames count as speech when their energy is within ``vad.range_db`` of the loudest frame
-of the window, above ``vad.floor_db`` dBFS and their mel-band flatness is below
-``vad.max_flatness`` (noise is flat, voiced speech is not).
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ from .filterbanks import BandedProduct, chroma_filterbank, dct_matrix, hann_wind
 _LN10_10 = np.log(10.0) / 10.0
 _TINY32 = np.finfo(np.float32).tiny
 _max = np.maximum.reduce   # ndarray.max() goes through a Python wrapper: ~1 us more a call
-_min = np.minimum.reduce
 CHUNK = 64
 """Frames per batch of the matrix products (and at least as many per FFT batch)."""
 FFT_BYTES = 1 << 20
@@ -279,153 +274,3 @@ class FrameAnalyzer:
         semis = self._semis0 - 12.0 * np.log2(self.lag_lo + k + shift)
         semis[~voiced] = 0.0
         return semis.astype(np.float32)
-
-
-def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
-    """Boolean speech flag per frame row of one window (see the module docstring)."""
-    vad = analyzer.spec.vad
-    energy = rows[:, analyzer.energy_col]
-    if len(energy) == 0:
-        return np.zeros(0, dtype=bool)
-    if analyzer.spec.set == "seed180":
-        noisy = rows[:, -1] >= vad.max_flatness
-    else:   # the rich rows hold log10(flatness)
-        noisy = rows[:, analyzer.energy_col + 2] >= np.log10(vad.max_flatness)
-    thresh = max(vad.floor_db, float(_max(energy)) - vad.range_db)
-    speech = energy > thresh
-    speech &= ~noisy
-    return speech
-
-
-def window_features(rows: np.ndarray, analyzer: FrameAnalyzer) -> tuple[np.ndarray, float]:
-    """Feature vector (float32) and speech fraction of one window's frame rows."""
-    spec = analyzer.spec
-    speech = speech_mask(rows, analyzer)
-    fraction = np.count_nonzero(speech) / len(speech) if len(speech) else 0.0
-    if spec.set == "seed180":
-        return _seed_features(rows, analyzer), fraction
-    return _rich_features(rows, speech, analyzer), fraction
-
-
-def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
-    s = an.spec
-    out = np.zeros(s.n_features, dtype=np.float32)
-    if len(rows) == 0:
-        return out
-    nm, nc = s.n_mels, s.n_chroma
-    w = _mean_weights(len(rows))
-    mel_db = rows[:, nm : 2 * nm]
-    floor = _max(mel_db, axis=None) - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
-    means = w @ rows   # every column's mean in one product
-    if _min(mel_db, axis=None) >= floor:   # nothing to clip (speech windows, nearly always)
-        out[: s.n_mfcc] = an.dct @ means[nm : 2 * nm]
-    else:
-        out[: s.n_mfcc] = an.dct @ (w @ np.maximum(mel_db, floor))
-    out[s.n_mfcc : s.n_mfcc + nc] = means[2 * nm : 2 * nm + nc]
-    out[s.n_mfcc + nc :] = means[:nm]
-    return out
-
-
-_WEIGHTS: dict[int, np.ndarray] = {}
-
-
-def _mean_weights(n: int) -> np.ndarray:
-    """A float32 vector of n values 1/n (cached per length): ``w @ rows`` = column means."""
-    w = _WEIGHTS.get(n)
-    if w is None:
-        if len(_WEIGHTS) > 64:
-            _WEIGHTS.clear()
-        w = _WEIGHTS[n] = np.full(n, 1.0 / n, dtype=np.float32)
-    return w
-
-
-def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
-    """Rich statistics of one window's frame rows (float32 throughout).
-
-    Means and deviations over the speech frames are matrix-vector products with a weight
-    vector (1/n on the speech frames, 0 elsewhere): far cheaper than boolean indexing and
-    ``mean``/``std`` calls, and every window, batch or stream, takes the same arithmetic.
-
-    Layout: log-mel means (levelled) and deviations, MFCC 1.. means and deviations,
-    deviations of the frame-to-frame differences of log-mel bands and of MFCCs (consecutive
-    speech frames), then energy deviation and mean absolute energy difference, centroid and
-    flatness mean/deviation, pitch mean/deviation, pitch slope (semitones/s, least squares
-    over voiced frames), mean absolute pitch step between consecutive voiced frames, voicing
-    onsets per second of speech, speech onsets per second, voiced and speech fractions."""
-    s = an.spec
-    out = np.zeros(s.n_features, dtype=np.float32)
-    n = len(speech)
-    n_sp = int(np.count_nonzero(speech))
-    if n_sp < 3:
-        out[-1] = n_sp / n if n else 0.0
-        return out
-    nm, nc = s.n_mels, s.n_mfcc
-    k = nm + nc  # energy column; then centroid, flatness, pitch
-    hop_s = s.hop_length / s.sample_rate
-    w = speech.astype(np.float32)
-    w *= np.float32(1.0 / n_sp)
-    mu = w @ rows
-    # deviation as sqrt(E[x^2] - E[x]^2) (element-wise products of whole contiguous arrays
-    # are cheap; broadcasting a centring is not)
-    sd = np.sqrt(np.maximum(w @ np.multiply(rows, rows) - mu * mu, np.float32(0.0)))
-    lm = mu[:nm]
-    out[:nm] = lm - np.float32(np.add.reduce(lm) / nm)
-    o = nm
-    out[o : o + nm] = sd[:nm]
-    o += nm
-    out[o : o + nc - 1] = mu[nm + 1 : k]
-    o += nc - 1
-    out[o : o + nc - 1] = sd[nm + 1 : k]
-    o += nc - 1
-    # frame-to-frame differences of log-mel, MFCCs and energy between consecutive speech frames
-    pairs = speech[1:] & speech[:-1]
-    n_p = int(np.count_nonzero(pairs))
-    d_e = 0.0
-    if n_p:
-        wp = pairs.astype(np.float32)
-        wp *= np.float32(1.0 / n_p)
-        d = rows[1:] - rows[:-1]  # whole rows: one contiguous subtraction
-        d_e = float(wp @ np.abs(d[:, k]))
-        # differences have a mean near zero: sqrt(E[d^2] - E[d]^2) loses nothing
-        m1 = wp @ d[:, :k]
-        out[o : o + k] = np.sqrt(np.maximum(wp @ np.multiply(d, d, out=d)[:, :k] - m1 * m1,
-                                            np.float32(0.0)))
-    o += k
-    f0 = rows[:, k + 3]
-    voiced = f0 > 0
-    voiced &= speech
-    n_v = int(np.count_nonzero(voiced))
-    f0_mean = f0_std = slope = step = 0.0
-    n_vp = 0
-    if n_v:
-        wv = voiced.astype(np.float64)
-        wv *= 1.0 / n_v
-        # voiced-frame moments in one product (float64: no cancellation in the differences)
-        m = an.moment_rows(n)
-        m[0] = f0
-        np.multiply(m[0], m[0], out=m[1])
-        np.multiply(m[0], m[2], out=m[3])
-        e_f, e_ff, e_t, e_tf, e_tt = (m @ wv).tolist()
-        f0_mean = e_f
-        f0_std = float(np.sqrt(max(e_ff - e_f * e_f, 0.0)))
-        if n_v >= 3:
-            slope = (e_tf - e_t * e_f) / max(e_tt - e_t * e_t, 1e-6)
-        vp = voiced[1:] & voiced[:-1]
-        n_vp = int(np.count_nonzero(vp))
-        if n_vp:
-            step = float(vp.astype(np.float32) @ np.abs(f0[1:] - f0[:-1])) / n_vp
-    # onsets (frames i >= 1 that start a run) = flagged frames after the first - pairs
-    v_on = (n_v - int(voiced[0]) - n_vp) / (n_sp * hop_s)
-    s_on = (n_sp - int(speech[0]) - n_p) / (n * hop_s)
-    out[o : o + 14] = (sd[k], d_e, mu[k + 1], sd[k + 1], mu[k + 2], sd[k + 2], f0_mean, f0_std,
-                       slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
-    return out
-
-
-def extract_window(samples: np.ndarray, spec: FeatureSpec,
-                   analyzer: FrameAnalyzer | None = None) -> tuple[np.ndarray, float]:
-    """Batch path: the feature vector and speech fraction of one window of samples."""
-    an = analyzer or FrameAnalyzer(spec)
-    frames = an.frames(samples)
-    rows = an.analyze(frames) if len(frames) else np.empty((0, an.width), np.float32)
-    return window_features(rows, an)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FrameAnalyzer, extract_window, window_features
+from .features import FrameAnalyzer
+from .windowstats import extract_window, window_features
 from .featurespec import FeatureSpec
 
 PENDING = 16

@@ -6,7 +6,8 @@ import librosa
 import numpy as np
 import pytest
 
-from aerd.features import FrameAnalyzer, extract_window, speech_mask
+from aerd.features import FrameAnalyzer
+from aerd.windowstats import extract_window, speech_mask
 from aerd.featurespec import FeatureSpec
 
 SR = 16000

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aerd.features import extract_window
+from aerd.windowstats import extract_window
 from aerd.featurespec import FeatureSpec
 from aerd.stream import StreamExtractor
 

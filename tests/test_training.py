@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aerd.features import extract_window  # noqa: E402
+from aerd.windowstats import extract_window  # noqa: E402
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from aerd.model import ModelCard, load_model  # noqa: E402
 from tools import dataset as ds  # noqa: E402

@@ -1,7 +1,8 @@
 """RAVDESS speech (16 kHz FLAC) loading and cached feature extraction.
 
-Features are computed ONLY through :mod:`aerd.features` / :mod:`aerd.stream` (the code the
-daemon runs), never through librosa, so training and serving cannot drift apart.
+Features are computed ONLY through :mod:`aerd.features`, :mod:`aerd.windowstats` and
+:mod:`aerd.stream` (the code the daemon runs), never through librosa, so training and
+serving cannot drift apart.
 
 Data set: RAVDESS, Livingstone SR, Russo FA (2018) PLoS ONE 13(5): e0196391,
 CC BY-NC-SA 4.0. Extracted features are cached under ``<repo>/cache/`` (gitignored).
@@ -23,12 +24,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from aerd.features import FrameAnalyzer, extract_window  # noqa: E402
+from aerd.features import FrameAnalyzer  # noqa: E402
+from aerd.windowstats import extract_window  # noqa: E402
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from aerd.stream import StreamExtractor  # noqa: E402
 
 DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "ravdess-16k").resolve()
 CACHE_DIR = REPO / "cache"
+FEATURE_CODE = ("features.py", "windowstats.py", "filterbanks.py", "stream.py")
+"""The modules whose code decides the feature values (their bytes are part of the cache key)."""
 SR = 16000
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -138,7 +142,7 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
     the speeds in order. Cached in cache/ by content key."""
     from tools import augment
 
-    code = hashlib.sha256((REPO / "aerd" / "features.py").read_bytes()).hexdigest()[:12]
+    code = hashlib.sha256(b"".join((REPO / "aerd" / f).read_bytes() for f in FEATURE_CODE)).hexdigest()[:12]
     key = _key(spec.to_dict(), spec.n_features, code, window_s, hop_s, n_aug, aug_seed,
                augment.VERSION, list(speeds),
                [c.path.name for c in clips])

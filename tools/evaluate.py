@@ -535,7 +535,7 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         f"| {g(s, 'cold8_room_acc')} | {g(s, 'cold8_room_ua')} |",
         f"| 8 classes, same room, adapted | {g(s, 'adapt8_room_acc')} | {g(s, 'adapt8_room_ua')} |",
         "",
-        "Recipe: rich features (aerd/features.py, "
+        "Recipe: rich features (aerd/features.py and aerd/windowstats.py, "
         f"{FeatureSpec().n_features} values per 3 s window, the daemon's own code) of stream "
         "windows and whole clips; training copies of every clip: clean, "
         f"{cfg.n_aug} room-augmented (noise, gain, reverb) and speed-perturbed by "
