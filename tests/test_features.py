@@ -135,3 +135,20 @@ def test_window_shorter_than_one_frame():
     for spec in (FeatureSpec(), FeatureSpec.seed180()):
         feats, speech = extract_window(np.ones(100, np.float32), spec)
         assert feats.shape == (spec.n_features,) and not feats.any() and speech == 0.0
+
+
+@pytest.mark.parametrize("spec", [FeatureSpec(), FeatureSpec.seed180()], ids=["rich", "seed180"])
+def test_grouped_analysis_gives_each_group_its_own_rows(clip, spec):
+    """analyze_groups runs one FFT batch over several groups of frames, yet every group's rows
+    are bit-identical to analysing that group alone (what makes the stream chunk-independent)."""
+    an = FrameAnalyzer(spec)
+    frames = an.frames(np.resize(np.array(clip), 8 * SR))
+    sizes = [1, 16, 50, 7, 64, 65, 3]
+    assert sum(sizes) <= len(frames)
+    outs = [np.full((n, an.width), np.nan, np.float32) for n in sizes]
+    an.analyze_groups(frames[: sum(sizes)], sizes, outs)
+    start = 0
+    for n, out in zip(sizes, outs):
+        alone = FrameAnalyzer(spec).analyze(np.ascontiguousarray(frames[start : start + n]))
+        assert np.array_equal(out, alone), f"group of {n} frames at {start}"
+        start += n
