@@ -30,3 +30,22 @@ def test_bench_runs_side_by_side(tmp_path):
     assert res["rows"][0]["peak_rss_mb"] < res["rows"][2]["peak_rss_mb"]   # no librosa in aerd
     assert res["latency"]["events"] >= 1 and res["latency"]["p99_ms"] > 0
     assert "x cheaper than the seed-style pipeline" in r.stdout
+
+
+def test_stages_breakdown(tmp_path, clip):
+    """tools/stages.py times each stage of a real --fast run; the stages fit inside the loop."""
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, np.resize(np.asarray(clip, np.float32), 30 * 16000), 16000, subtype="PCM_16")
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "stages.py"), str(wav), "--model", "seed180"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ms = {line[:40].strip(): float(line[40:]) for line in r.stdout.splitlines()[1:]}
+    assert {"file reading", "model (onnxruntime)", "window statistics", "whole loop"} <= set(ms)
+    parts = sum(v for k, v in ms.items() if k != "whole loop")
+    assert 0 < parts <= ms["whole loop"]
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "stages.py"), str(tmp_path / "none.wav")],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode != 0 and "none.wav" in bad.stderr
