@@ -72,6 +72,59 @@ def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:
     return np.array([classes.index(c.emotion) if c.emotion in classes else -1 for c in clips])
 
 
+def labels_other(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:
+    """Class index per clip, every clip outside ``classes`` in one extra "other" class."""
+    y = labels_of(clips, classes)
+    return np.where(y >= 0, y, len(classes))
+
+
+MIX_KINDS = ("4", "8", "5")
+"""Members of a 4-class mix: "4" the 4-class model, "8" the 8-class model restricted to the
+4 classes (renormalised), "5" a model of the 4 classes + "other" (the remaining emotions'
+clips), restricted likewise."""
+
+
+def parse_mix(spec: str) -> list[tuple[str, int]]:
+    """'4x3+8' -> [("4", 3), ("8", 1)]: the mean over the parts of each part's mean over
+    that many training seeds (seed, seed + 1, ...)."""
+    parts = []
+    for p in spec.split("+"):
+        kind, sep, n = p.strip().partition("x")
+        if kind not in MIX_KINDS or (sep and (not n.isdigit() or int(n) < 1)):
+            raise ValueError(f"bad 4-class mix {spec!r} (e.g. 4, 4+8, 4x3+8x3)")
+        parts.append((kind, int(n) if n else 1))
+    return parts
+
+
+def mix_labels(clips: list[ds.Clip], kind: str) -> np.ndarray:
+    return {"4": lambda: labels_of(clips, ds.SEED4), "8": lambda: labels_of(clips, ds.EMOTIONS),
+            "5": lambda: labels_other(clips, ds.SEED4)}[kind]()
+
+
+def mix_columns(kind: str) -> list[int] | None:
+    """Columns of a member's output that are the seed's 4 classes (None: all)."""
+    return [ds.EMOTIONS.index(e) for e in ds.SEED4] if kind == "8" else (
+        list(range(len(ds.SEED4))) if kind == "5" else None)
+
+
+def mix_predictor(parts: list[list[tuple[Callable, list[int] | None]]]) -> Callable:
+    """Mean over ``parts`` of each part's mean over its members' probabilities, every member
+    restricted to its 4-class columns and renormalised."""
+    def run(x: np.ndarray) -> np.ndarray:
+        out = 0.0
+        for members in parts:
+            acc = 0.0
+            for f, cols in members:
+                p = f(x)
+                if cols is not None:
+                    p = p[:, cols]
+                    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+                acc = acc + p
+            out = out + acc / len(members)
+        return out / len(parts)
+    return run
+
+
 def accuracy(y: np.ndarray, p: np.ndarray, n: int) -> tuple[float, float, np.ndarray]:
     """(accuracy, unweighted accuracy, confusion matrix rows=true)."""
     cm = np.zeros((n, n), int)
@@ -279,6 +332,9 @@ class Config:
     None: the 8-class choice."""
     fold_hidden4: list[int] | None = None
     """For the seed's 4 classes: width per outer fold; None: the 8-class choice."""
+    fold_mix4: list[str] | None = None
+    """For the seed's 4 classes: the model mix per outer fold (``parse_mix``; nested choice,
+    ``select_hparams.py --classes 4 --mix4 ...``); None: the 4-class model alone ("4")."""
     stream: bool = True
 
 
@@ -311,25 +367,49 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
             mlp4["alpha"] = cfg.fold_alpha4[k]
         if cfg.fold_hidden4 is not None:
             mlp4["hidden_layer_sizes"] = (cfg.fold_hidden4[k],)
-        for classes, tag, tag_mlp in ((ds.EMOTIONS, "8", mlp), (ds.SEED4, "4", mlp4)):
+        rstd = ref_std(tab, clips, train)
+        params = with_prior(cfg.adapt, tab, clips, train)
+        fitted: dict[tuple[str, int], tuple[Any, Any]] = {}  # (kind, seed): (cold, adapted)
+
+        def member(kind: str, seed: int) -> tuple[Any, Any]:
+            if (kind, seed) not in fitted:
+                m, ym = (mlp if kind == "8" else mlp4), mix_labels(clips, kind)
+                X, y = train_rows(tab, clips, ym, train)
+                Xa, ya = adapt_rows(tab, clips, ym, train, params, rstd, cfg.seed)
+                fitted[(kind, seed)] = (tr.fit(tr.make_pipeline(m, seed), X, y),
+                                        tr.fit(tr.make_pipeline(cfg.adapt_mlp or m, seed), Xa, ya))
+            return fitted[(kind, seed)]
+
+        def q(p: Any) -> Callable:
+            return onnx_predictor(quantize_int8(tr.export_onnx(p, spec.n_features, False)))
+
+        mix = parse_mix(cfg.fold_mix4[k]) if cfg.fold_mix4 is not None else [("4", 1)]
+        for classes, tag in ((ds.EMOTIONS, "8"), (ds.SEED4, "4")):
             yc = labels_of(clips, classes)
             ids = test_ids[yc[test_ids] >= 0]
-            X, y = train_rows(tab, clips, yc, train)
-            pipe = tr.fit(tr.make_pipeline(tag_mlp, cfg.seed), X, y)
-            cold = pipe.predict_proba
+            pipe, apipe = member(tag, cfg.seed)
+            cold, adapted = pipe.predict_proba, apipe.predict_proba
+            parts = None
+            if tag == "4" and mix != [("4", 1)]:
+                parts = [[(kind, cfg.seed + i) for i in range(n)] for kind, n in mix]
+                cold = mix_predictor([[(member(*m)[0].predict_proba, mix_columns(m[0]))
+                                       for m in part] for part in parts])
+                adapted = mix_predictor([[(member(*m)[1].predict_proba, mix_columns(m[0]))
+                                          for m in part] for part in parts])
             add(f"cold{tag}", yc[ids], clip_scores(cold, tab, ids).argmax(1), len(classes))
-            rstd = ref_std(tab, clips, train)
-            params = with_prior(cfg.adapt, tab, clips, train)
-            Xa, ya = adapt_rows(tab, clips, yc, train, params, rstd, cfg.seed)
-            apipe = tr.fit(tr.make_pipeline(cfg.adapt_mlp or tag_mlp, cfg.seed), Xa, ya)
-            yt, pc, pa, warm = adapt_eval(cold, apipe.predict_proba, tab, clips, yc, test,
+            yt, pc, pa, warm = adapt_eval(cold, adapted, tab, clips, yc, test,
                                           params, rstd, cfg.seed)
             add(f"adapt{tag}", yt, pa, len(classes))
             add(f"adapt{tag}_postwarmup", yt[warm], pa[warm], len(classes))
             add(f"cold{tag}_postwarmup", yt[warm], pc[warm], len(classes))
-            # the int8 variant: the same two graphs through onnxruntime's dynamic quantisation
-            q_cold = onnx_predictor(quantize_int8(tr.export_onnx(pipe, spec.n_features, False)))
-            q_adapt = onnx_predictor(quantize_int8(tr.export_onnx(apipe, spec.n_features, False)))
+            # the int8 variant: the same graphs through onnxruntime's dynamic quantisation
+            if parts is None:
+                q_cold, q_adapt = q(pipe), q(apipe)
+            else:
+                q_cold = mix_predictor([[(q(member(*m)[0]), mix_columns(m[0])) for m in part]
+                                        for part in parts])
+                q_adapt = mix_predictor([[(q(member(*m)[1]), mix_columns(m[0])) for m in part]
+                                         for part in parts])
             add(f"int8_cold{tag}", yc[ids], clip_scores(q_cold, tab, ids).argmax(1), len(classes))
             yt, _, pa, _ = adapt_eval(q_cold, q_adapt, tab, clips, yc, test, params, rstd, cfg.seed)
             add(f"int8_adapt{tag}", yt, pa, len(classes))
@@ -558,7 +638,13 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
            "chosen: " + ", ".join(
                f"width {h or cfg.mlp['hidden_layer_sizes'][0]} alpha {a if a is not None else '8-class'}"
                for h, a in zip(cfg.fold_hidden4 or [None] * 5, cfg.fold_alpha4 or [None] * 5))
-           + ")."),
+           + ").")
+        + ("" if cfg.fold_mix4 is None else
+           " The 4-class figures are those of a mix of models chosen per outer fold by the same "
+           "inner CV scored on the adapted 4-class accuracy (`select_hparams.py --classes 4 "
+           "--mix4`; candidates: the 4-class model alone, 3 training seeds of it, the 8-class "
+           "model restricted to the 4 classes and renormalised, a 4 + \"other\" model, and "
+           "averages of these; chosen: " + ", ".join(cfg.fold_mix4) + ")."),
         "",
         *targets_lines({"lao": lao_res, "seed_protocol": seed_res}),
         *_notes(),

@@ -6,9 +6,13 @@ clip accuracy of the cold model (classify rule; 8 classes, or the seed's 4 with
 ``--classes 4``) on the inner held-out actors, and
 the best one is the outer fold's choice (``--hidden`` adds widths to the grid). The held-out actors of the outer fold are never
 used. With ``--final`` the same inner CV runs once on all 20 actors (the shipped model's
-choice).
+choice). With ``--mix4`` the candidates are instead mixes of 4-class models (the 4-class
+model, several training seeds, the 8-class model restricted to the 4 classes; see
+``evaluate.parse_mix``), scored by the adapted (``--score adapt``) or cold clip accuracy.
 
     python tools/select_hparams.py [--alphas 0.3,1,3] [--hidden 256] [--classes 4] [--final]
+    python tools/select_hparams.py --classes 4 --mix4 4,4+8,4x3+8x3 --fold-alpha ... \
+        --fold-hidden ... --fold-alpha4 ... --fold-hidden4 ...
 """
 
 from __future__ import annotations
@@ -58,6 +62,41 @@ def inner_score(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int],
     return float(np.mean(accs))
 
 
+def inner_mix_scores(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int],
+                     mlp8: dict, mlp4: dict, cands: list[str], seed: int = 0
+                     ) -> dict[str, dict[str, float]]:
+    """Inner CV of 4-class model mixes (``evaluate.parse_mix``): per candidate, the mean over
+    the inner folds of the cold and of the adapted clip accuracy on the seed's 4 classes
+    (adaptation exactly as ``evaluate.lao`` runs it). "8" members use ``mlp8``, the others
+    ``mlp4``."""
+    actor = np.array([c.actor for c in clips])
+    y4 = ev.labels_of(clips, ds.SEED4)
+    members = {c: [[(kind, seed + i) for i in range(n)] for kind, n in ev.parse_mix(c)]
+               for c in cands}
+    need = sorted({m for parts in members.values() for part in parts for m in part})
+    acc: dict[str, dict[str, list[float]]] = {c: {"cold": [], "adapt": []} for c in cands}
+    for test in inner_folds(actors):
+        train = [a for a in actors if a not in test]
+        rstd = ev.ref_std(tab, clips, train)
+        params = ev.with_prior(ev.ADAPT, tab, clips, train)
+        fitted = {}
+        for kind, s in need:
+            m, ym = (mlp8 if kind == "8" else mlp4), ev.mix_labels(clips, kind)
+            X, y = ev.train_rows(tab, clips, ym, train)
+            Xa, ya = ev.adapt_rows(tab, clips, ym, train, params, rstd, seed)
+            fitted[(kind, s)] = (tr.fit(tr.make_pipeline(m, s), X, y),
+                                 tr.fit(tr.make_pipeline(m, s), Xa, ya))
+        ids = np.flatnonzero(np.isin(actor, test) & (y4 >= 0))
+        for c, parts in members.items():
+            cold, adapted = (ev.mix_predictor([[(fitted[m][g].predict_proba, ev.mix_columns(m[0]))
+                                                for m in part] for part in parts]) for g in (0, 1))
+            acc[c]["cold"].append(float(np.mean(
+                ev.clip_scores(cold, tab, ids).argmax(1) == y4[ids])))
+            yt, _, pa, _ = ev.adapt_eval(cold, adapted, tab, clips, y4, test, params, rstd, seed)
+            acc[c]["adapt"].append(float(np.mean(yt == pa)))
+    return {c: {g: float(np.mean(v)) for g, v in d.items()} for c, d in acc.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alphas", default="0.3,1,3")
@@ -65,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final", action="store_true", help="inner CV on all 20 actors only")
     ap.add_argument("--classes", choices=("8", "4"), default="8",
                     help="8 emotions, or the seed's 4 (calm, happy, fearful, disgust)")
+    ap.add_argument("--mix4", default=None,
+                    help="instead of the width/alpha grid: 4-class model mixes to choose from, "
+                         "comma-separated (e.g. 4,4+8,4x3+8x3; see evaluate.parse_mix), each "
+                         "member with its outer fold's width/alpha (--fold-*)")
+    ap.add_argument("--score", choices=("cold", "adapt"), default="adapt",
+                    help="--mix4: inner score, cold or adapted clip accuracy (default: adapt)")
+    for o in ("hidden", "alpha", "hidden4", "alpha4"):
+        ap.add_argument(f"--fold-{o}", default=None,
+                        help=f"--mix4: comma-separated {o.rstrip('4')} per outer fold"
+                             + (" for the 4-class members" if o.endswith("4") else
+                                " for the 8-class members"))
     ap.add_argument("--outer", default=None, help="only these outer folds (1-based, e.g. 1,2)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -77,6 +127,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.outer and not args.final:
         outer = [ev.FOLDS[int(k) - 1] for k in args.outer.split(",")]
     out = []
+    if args.mix4:
+        cands = args.mix4.split(",")
+        for c in cands:
+            ev.parse_mix(c)
+
+        def fold_mlp(k: int, hs: str | None, al: str | None) -> dict:
+            h = int(hs.split(",")[k]) if hs and k is not None else widths[0]
+            a = float(al.split(",")[k]) if al and k is not None else alphas[0]
+            return {**tr.DEFAULT_MLP, "hidden_layer_sizes": (h,), "alpha": a}
+
+        for test in outer:
+            k = ev.FOLDS.index(test) if test else None
+            actors = [a for a in range(1, 21) if a not in test]
+            mlp8 = fold_mlp(k, args.fold_hidden, args.fold_alpha)
+            mlp4 = fold_mlp(k, args.fold_hidden4 or args.fold_hidden,
+                            args.fold_alpha4 or args.fold_alpha)
+            scores = inner_mix_scores(tab, clips, actors, mlp8, mlp4, cands)
+            best = max(cands, key=lambda c: scores[c][args.score])  # ties: the first listed
+            out.append({"outer_test": test, "inner_acc": scores, "score": args.score,
+                        "best": best})
+            print(json.dumps(out[-1]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1))
+        return 0
     for test in outer:
         actors = [a for a in range(1, 21) if a not in test]
         scores = {f"{h}:{a:g}": inner_score(tab, clips, actors, {

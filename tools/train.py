@@ -234,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="like --fold-alpha, for the seed's 4 classes (select_hparams.py --classes 4)")
     ap.add_argument("--fold-hidden4", default=None,
                     help="like --fold-hidden, for the seed's 4 classes")
+    ap.add_argument("--fold-mix4", default=None,
+                    help="comma-separated 4-class model mix per outer fold for --evaluate "
+                         "(nested choice by select_hparams.py --classes 4 --mix4; e.g. "
+                         "4x3+8x3: mean of 3 seeds of the 4-class model and of 3 seeds of the "
+                         "8-class model restricted to the 4 classes); default: 4 (alone)")
     args = ap.parse_args(argv)
     MODELS = Path(args.models)
     mlp = dict(DEFAULT_MLP) if args.alpha is None else {**DEFAULT_MLP, "alpha": args.alpha}
@@ -257,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                         fold_alpha4=[float(a) for a in args.fold_alpha4.split(",")]
                         if args.fold_alpha4 else None,
                         fold_hidden4=[int(h) for h in args.fold_hidden4.split(",")]
-                        if args.fold_hidden4 else None)
+                        if args.fold_hidden4 else None,
+                        fold_mix4=args.fold_mix4.split(",") if args.fold_mix4 else None)
         result = ev.run_all(clips, cfg, MODELS)
         ev.print_summary(result)
         (ds.CACHE_DIR / "evaluation.json").write_text(json.dumps(result, indent=1))
