@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools import train as tr  # noqa: E402
-from tools.evaluate import onnx_predictor  # noqa: E402
+from tools.evalkit import onnx_predictor  # noqa: E402
 from tools.onnx_mlp import GraphShapeError, compact_mlp  # noqa: E402
 
 

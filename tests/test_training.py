@@ -38,7 +38,7 @@ def test_onnx_matches_sklearn_on_real_features(data_dir):
     X, y = _real_windows(data_dir)
     assert len(set(y.tolist())) >= 2 and len(X) >= 20
     pipe = tr.fit(tr.make_pipeline(dict(hidden_layer_sizes=(16,), alpha=0.01, max_iter=60)), X, y)
-    from tools.evaluate import onnx_predictor
+    from tools.evalkit import onnx_predictor
 
     p_onnx = onnx_predictor(tr.export_onnx(pipe, X.shape[1]))(X)
     p_skl = pipe.predict_proba(X)
@@ -104,7 +104,7 @@ def test_default_adaptation_graph_matches_card():
     assert len(blob) <= 1_000_000
     assert ad["warmup_windows"] >= 1 and len(ad["ref_std"]) == raw["n_features"]
     from aerd.adapt import FeatureNormalizer
-    from tools.evaluate import onnx_predictor
+    from tools.evalkit import onnx_predictor
 
     norm = FeatureNormalizer.from_card(ad, raw["n_features"])
     p = onnx_predictor(blob)(norm.transform(np.zeros((2, raw["n_features"]))))
@@ -130,7 +130,7 @@ def test_default_model_classifies_real_clips():
         f, sp, _ = ds.stream_windows(ds.load_audio(clip.path), c.features, c.window_s, c.hop_s,
                                      c.min_audio_s)
         assert len(f) >= 1
-        from tools.evaluate import decide
+        from tools.evalkit import decide
 
         probs = decide(m.predict(f), sp)
         hits += c.labels[int(np.argmax(probs))] == clip.emotion

@@ -8,7 +8,7 @@ the best one is the outer fold's choice (``--hidden`` adds widths to the grid). 
 used. With ``--final`` the same inner CV runs once on all 20 actors (the shipped model's
 choice). With ``--mix4`` the candidates are instead mixes of 4-class models (the 4-class
 model, several training seeds, the 8-class model restricted to the 4 classes; see
-``evaluate.parse_mix``), scored by the adapted (``--score adapt``) or cold clip accuracy.
+``mixes.parse_mix``), scored by the adapted (``--score adapt``) or cold clip accuracy.
 
     python tools/select_hparams.py [--alphas 0.3,1,3] [--hidden 256] [--classes 4] [--final]
     python tools/select_hparams.py --classes 4 --mix4 4,4+8,4x3+8x3 --fold-alpha ... \
@@ -35,7 +35,8 @@ if str(REPO) not in sys.path:
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
-from tools import evaluate as ev  # noqa: E402
+from tools import evalkit as ev  # noqa: E402
+from tools import mixes  # noqa: E402
 from tools import train as tr  # noqa: E402
 
 
@@ -65,13 +66,13 @@ def inner_score(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int],
 def inner_mix_scores(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int],
                      mlp8: dict, mlp4: dict, cands: list[str], seed: int = 0
                      ) -> dict[str, dict[str, float]]:
-    """Inner CV of 4-class model mixes (``evaluate.parse_mix``): per candidate, the mean over
+    """Inner CV of 4-class model mixes (``mixes.parse_mix``): per candidate, the mean over
     the inner folds of the cold and of the adapted clip accuracy on the seed's 4 classes
     (adaptation exactly as ``evaluate.lao`` runs it). "8" members use ``mlp8``, the others
     ``mlp4``."""
     actor = np.array([c.actor for c in clips])
     y4 = ev.labels_of(clips, ds.SEED4)
-    members = {c: [[(kind, seed + i) for i in range(n)] for kind, n in ev.parse_mix(c)]
+    members = {c: [[(kind, seed + i) for i in range(n)] for kind, n in mixes.parse_mix(c)]
                for c in cands}
     need = sorted({m for parts in members.values() for part in parts for m in part})
     acc: dict[str, dict[str, list[float]]] = {c: {"cold": [], "adapt": []} for c in cands}
@@ -81,14 +82,14 @@ def inner_mix_scores(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[in
         params = ev.with_prior(ev.ADAPT, tab, clips, train)
         fitted = {}
         for kind, s in need:
-            m, ym = (mlp8 if kind == "8" else mlp4), ev.mix_labels(clips, kind)
+            m, ym = (mlp8 if kind == "8" else mlp4), mixes.mix_labels(clips, kind)
             X, y = ev.train_rows(tab, clips, ym, train)
             Xa, ya = ev.adapt_rows(tab, clips, ym, train, params, rstd, seed)
             fitted[(kind, s)] = (tr.fit(tr.make_pipeline(m, s), X, y),
                                  tr.fit(tr.make_pipeline(m, s), Xa, ya))
         ids = np.flatnonzero(np.isin(actor, test) & (y4 >= 0))
         for c, parts in members.items():
-            cold, adapted = (ev.mix_predictor([[(fitted[m][g].predict_proba, ev.mix_columns(m[0]))
+            cold, adapted = (mixes.mix_predictor([[(fitted[m][g].predict_proba, mixes.mix_columns(m[0]))
                                                 for m in part] for part in parts]) for g in (0, 1))
             acc[c]["cold"].append(float(np.mean(
                 ev.clip_scores(cold, tab, ids).argmax(1) == y4[ids])))
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="8 emotions, or the seed's 4 (calm, happy, fearful, disgust)")
     ap.add_argument("--mix4", default=None,
                     help="instead of the width/alpha grid: 4-class model mixes to choose from, "
-                         "comma-separated (e.g. 4,4+8,4x3+8x3; see evaluate.parse_mix), each "
+                         "comma-separated (e.g. 4,4+8,4x3+8x3; see mixes.parse_mix), each "
                          "member with its outer fold's width/alpha (--fold-*)")
     ap.add_argument("--score", choices=("cold", "adapt"), default="adapt",
                     help="--mix4: inner score, cold or adapted clip accuracy (default: adapt)")
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mix4:
         cands = args.mix4.split(",")
         for c in cands:
-            ev.parse_mix(c)
+            mixes.parse_mix(c)
 
         def fold_mlp(k: int, hs: str | None, al: str | None) -> dict:
             h = int(hs.split(",")[k]) if hs and k is not None else widths[0]

@@ -141,20 +141,20 @@ def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str,
                   adapt: dict[str, Any] | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS
                   ) -> tuple[Path, dict[str, list[float]]]:
     """The default bundle: cold graph + adaptation graph. Returns (card path, loss curves)."""
-    from tools import evaluate as ev
+    from tools import evalkit as ek
 
     spec = FeatureSpec()
     mlp = mlp or DEFAULT_MLP
-    adapt = dict(adapt or ev.ADAPT)
+    adapt = dict(adapt or ek.ADAPT)
     tab = default_table(clips, spec, n_aug, speeds)
-    y_clip = ev.labels_of(clips, ds.EMOTIONS)
+    y_clip = ek.labels_of(clips, ds.EMOTIONS)
     actors = sorted({c.actor for c in clips})
-    X, y = ev.train_rows(tab, clips, y_clip, actors)
+    X, y = ek.train_rows(tab, clips, y_clip, actors)
     pipe = fit(make_pipeline(mlp, seed), X, y)
     labels = [ds.EMOTIONS[int(k)] for k in pipe.classes_]
-    rstd = ev.ref_std(tab, clips, actors)
-    adapt = ev.with_prior(adapt, tab, clips, actors)
-    Xa, ya = ev.adapt_rows(tab, clips, y_clip, actors, adapt, rstd, seed)
+    rstd = ek.ref_std(tab, clips, actors)
+    adapt = ek.with_prior(adapt, tab, clips, actors)
+    Xa, ya = ek.adapt_rows(tab, clips, y_clip, actors, adapt, rstd, seed)
     apipe = fit(make_pipeline(mlp, seed), Xa, ya)
     assert list(apipe.classes_) == list(pipe.classes_)
     ablob = export_onnx(apipe, spec.n_features)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in ("default", "all"):
         p, curves = train_default(clips, n_aug=args.aug, mlp=mlp, metrics=metrics,
                                   seed=args.seed)
-        from tools.evaluate import plot_loss
+        from tools.report import plot_loss
 
         plot_loss(curves, MODELS / "loss.png")
         print(f"wrote {p} ({time.time() - t0:.0f} s)")

@@ -1,4 +1,4 @@
-"""tools/evaluate.py: 4-class model mixes (parse_mix, mix_predictor)."""
+"""tools/mixes.py: 4-class model mixes (parse_mix, mix_predictor)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools import dataset as ds  # noqa: E402
-from tools import evaluate as ev  # noqa: E402
+from tools import mixes as ev  # noqa: E402
 
 
 def test_parse_mix():

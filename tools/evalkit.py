@@ -1,0 +1,228 @@
+"""Shared pieces of the evaluation protocols (tools/evaluate.py, tools/select_hparams.py,
+tools/train.py): labels, clip scoring (the classify rule), training rows, per-device
+adaptation run causally in stream order, and a continuous stream of held-out clips.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from aerd.adapt import FeatureNormalizer  # noqa: E402
+from aerd.featurespec import FeatureSpec  # noqa: E402
+from aerd.stream import StreamExtractor  # noqa: E402
+from tools import dataset as ds  # noqa: E402
+
+MIN_SPEECH = 0.2
+FOLDS = [list(range(4 * k + 1, 4 * k + 5)) for k in range(5)]
+
+# adaptation defaults (stored in the card)
+# warm-up: the normaliser's statistics are shrunk toward the training population's (weight
+# prior_count windows), so a long cold-model warm-up is not needed; 3 speech windows keep the
+# "adapted" flag meaning "device statistics in use".
+ADAPT = dict(warmup_windows=3, max_count=2000, std_bounds=[0.25, 4.0], min_std=1e-4, clip=10.0,
+             prior_count=10.0)
+ADAPT_ORDERS = 2  # random clip orders per training device
+GAP_S = 1.5
+GAP_DBFS = -75.0
+
+
+def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:
+    """Class index per clip (-1 for clips outside ``classes``)."""
+    return np.array([classes.index(c.emotion) if c.emotion in classes else -1 for c in clips])
+
+
+def accuracy(y: np.ndarray, p: np.ndarray, n: int) -> tuple[float, float, np.ndarray]:
+    """(accuracy, unweighted accuracy, confusion matrix rows=true)."""
+    cm = np.zeros((n, n), int)
+    np.add.at(cm, (y, p), 1)
+    rec = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
+    return float(np.mean(y == p)), float(rec[cm.sum(axis=1) > 0].mean()), cm
+
+
+def decide(probs: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """The classify rule: mean of the windows with speech >= 0.2 (all if none)."""
+    keep = speech >= MIN_SPEECH
+    return probs[keep].mean(axis=0) if keep.any() else probs.mean(axis=0)
+
+
+def clip_scores(predict: Callable[[np.ndarray], np.ndarray], tab: ds.FeatureTable,
+                clip_ids: np.ndarray, aug: int = 0) -> np.ndarray:
+    """Clip-level probabilities (classify rule over the clip's stream windows)."""
+    rows = np.flatnonzero(np.isin(tab.clip, clip_ids) & (tab.kind == 1) & (tab.aug == aug))
+    P = predict(tab.X[rows])
+    out = []
+    for ci in clip_ids:
+        m = tab.clip[rows] == ci
+        out.append(decide(P[m], tab.speech[rows][m]))
+    return np.stack(out)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4)}
+
+
+def fmt(s: dict[str, float]) -> str:
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+
+
+# --------------------------------------------------------------------------- training
+def train_rows(tab: ds.FeatureTable, clips: list[ds.Clip], y_clip: np.ndarray,
+               actors: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    actor = np.array([c.actor for c in clips])
+    m = np.isin(actor[tab.clip], actors) & (y_clip[tab.clip] >= 0)
+    return tab.X[m], y_clip[tab.clip[m]]
+
+
+def device_streams(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int],
+                   augs: list[int], seed: int, orders: int = 1):
+    """Yield (actor, aug, order, window row indices in stream order) for speech windows."""
+    actor = np.array([c.actor for c in clips])
+    win = (tab.kind == 1) & (tab.speech >= MIN_SPEECH)
+    for a in actors:
+        cl = np.flatnonzero(actor == a)
+        for g in augs:
+            sel = np.flatnonzero(win & (tab.aug == g) & (actor[tab.clip] == a))
+            by_clip = {ci: sel[tab.clip[sel] == ci] for ci in cl}
+            for o in range(orders):
+                rng = np.random.default_rng([seed, a, g, o])
+                order = rng.permutation(cl)
+                yield a, g, o, order, np.concatenate([by_clip[ci] for ci in order])
+
+
+def ref_std(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int]) -> np.ndarray:
+    """Typical per-speaker deviation: median over training actors of each one's window std."""
+    actor = np.array([c.actor for c in clips])
+    win = (tab.kind == 1) & (tab.speech >= MIN_SPEECH) & (tab.aug == 0)
+    stds = [tab.X[win & (actor[tab.clip] == a)].std(axis=0) for a in actors]
+    return np.maximum(np.median(stds, axis=0), 1e-6)
+
+
+def ref_mean(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[int]) -> np.ndarray:
+    """Population mean for the normaliser's shrinkage: mean over training actors of each
+    one's mean clean speech window."""
+    actor = np.array([c.actor for c in clips])
+    win = (tab.kind == 1) & (tab.speech >= MIN_SPEECH) & (tab.aug == 0)
+    return np.mean([tab.X[win & (actor[tab.clip] == a)].mean(axis=0) for a in actors], axis=0)
+
+
+def with_prior(params: dict[str, Any], tab: ds.FeatureTable, clips: list[ds.Clip],
+               actors: list[int]) -> dict[str, Any]:
+    """Adaptation parameters with the training population's mean (for the shrinkage)."""
+    if float(params.get("prior_count", 0.0)) <= 0:
+        return dict(params)
+    return {**params, "prior_mean": ref_mean(tab, clips, actors)}
+
+
+def adapt_rows(tab: ds.FeatureTable, clips: list[ds.Clip], y_clip: np.ndarray,
+               actors: list[int], params: dict[str, Any], rstd: np.ndarray, seed: int,
+               orders: int = ADAPT_ORDERS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-device normalised training rows, computed in streaming order (post-warm-up only)."""
+    Xs, ys = [], []
+    augs = sorted(set(tab.aug.tolist()))
+    for _a, _g, _o, _order, idx in device_streams(tab, clips, actors, augs, seed, orders):
+        norm = make_normalizer(params, rstd, tab.X.shape[1])
+        for i in idx:
+            norm.update(tab.X[i])
+            if norm.ready and y_clip[tab.clip[i]] >= 0:
+                Xs.append(norm.transform(tab.X[i]))
+                ys.append(y_clip[tab.clip[i]])
+    return np.stack(Xs), np.array(ys)
+
+
+def make_normalizer(params: dict[str, Any], rstd: np.ndarray, dim: int) -> FeatureNormalizer:
+    return FeatureNormalizer.from_card({**params, "ref_std": rstd}, dim)
+
+
+def adapt_eval(cold: Callable, adapted: Callable, tab: ds.FeatureTable, clips: list[ds.Clip],
+               y_clip: np.ndarray, actors: list[int], params: dict[str, Any],
+               rstd: np.ndarray, seed: int, aug: int = 0) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray, np.ndarray]:
+    """Streaming adaptation on held-out devices; returns (true, pred cold, pred adapted,
+    post-warm-up flag) per clip in ``classes``."""
+    actor = np.array([c.actor for c in clips])
+    yt, pc, pa, warm = [], [], [], []
+    win = (tab.kind == 1) & (tab.aug == aug)
+    for a in actors:
+        norm = make_normalizer(params, rstd, tab.X.shape[1])
+        order = np.random.default_rng([seed, a, 99]).permutation(np.flatnonzero(actor == a))
+        for ci in order:
+            rows = np.flatnonzero(win & (tab.clip == ci))
+            x, sp = tab.X[rows], tab.speech[rows]
+            p_cold = cold(x)
+            p = p_cold.copy()
+            was_ready = norm.ready
+            for j in range(len(rows)):
+                if sp[j] >= MIN_SPEECH:
+                    norm.update(x[j])
+                    if norm.ready:
+                        p[j] = adapted(norm.transform(x[j])[None])[0]
+            if y_clip[ci] < 0:
+                continue
+            yt.append(y_clip[ci])
+            pc.append(int(np.argmax(decide(p_cold, sp))))
+            pa.append(int(np.argmax(decide(p, sp))))
+            warm.append(was_ready)
+    return np.array(yt), np.array(pc), np.array(pa), np.array(warm)
+
+
+# --------------------------------------------------------------------------- streaming
+def build_stream(clip_ids: np.ndarray, clips: list[ds.Clip], seed: int
+                 ) -> tuple[np.ndarray, list[tuple[int, float, float]]]:
+    """Held-out clips in random order joined by GAP_S of low-level noise; (audio, spans)."""
+    rng = np.random.default_rng([seed, 7])
+    gap = int(GAP_S * ds.SR)
+    amp = 10 ** (GAP_DBFS / 20)
+    parts, spans, pos = [], [], 0
+    for ci in rng.permutation(clip_ids):
+        parts.append((rng.standard_normal(gap) * amp).astype(np.float32))
+        pos += gap
+        y = ds.load_audio(clips[ci].path)
+        spans.append((int(ci), pos / ds.SR, (pos + len(y)) / ds.SR))
+        parts.append(y + (rng.standard_normal(len(y)) * amp).astype(np.float32))
+        pos += len(y)
+    parts.append((rng.standard_normal(gap) * amp).astype(np.float32))
+    return np.concatenate(parts), spans
+
+
+def stream_predict(predict: Callable, audio: np.ndarray, spans: list[tuple[int, float, float]],
+                   spec: FeatureSpec, window_s: float, hop_s: float) -> dict[int, np.ndarray]:
+    """Clip probabilities from a continuous stream (rule in the module docstring)."""
+    se = StreamExtractor(spec, window_s, hop_s)
+    ws = []
+    for i in range(0, len(audio), 1600):
+        ws += se.push(audio[i : i + 1600])
+    ws += se.flush()
+    X = np.stack([w.features for w in ws])
+    P = predict(X)
+    st = np.array([w.start for w in ws])
+    en = np.array([w.end for w in ws])
+    sp = np.array([w.speech for w in ws])
+    out = {}
+    for ci, a, b in spans:
+        ov = np.minimum(en, b) - np.maximum(st, a)
+        mine = ov >= 0.5 * window_s - 1e-9
+        if not mine.any():
+            mine = ov == ov.max()
+        out[ci] = decide(P[mine], sp[mine])
+    return out
+
+
+def onnx_predictor(blob: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(["probabilities"], {"features": np.asarray(x, np.float32)})[0]
+    return run
