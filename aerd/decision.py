@@ -16,13 +16,20 @@ from .config import DecisionSettings
 
 def round4(x: float) -> float:
     """``x`` to 4 decimals for the wire (the nearest float to the same decimal as ``round``
-    gives, ties aside), several times cheaper than ``round(x, 4)``."""
-    return math.floor(x * 10000.0 + 0.5) / 10000.0
+    gives, ties aside), several times cheaper than ``round(x, 4)``; NaN and infinities pass
+    through unchanged, as with ``round``."""
+    try:
+        return math.floor(x * 10000.0 + 0.5) / 10000.0
+    except (ValueError, OverflowError):
+        return x
 
 
 def round3(x: float) -> float:
     """``x`` to 3 decimals (times in seconds), as :func:`round4`."""
-    return math.floor(x * 1000.0 + 0.5) / 1000.0
+    try:
+        return math.floor(x * 1000.0 + 0.5) / 1000.0
+    except (ValueError, OverflowError):
+        return x
 
 
 @dataclass(frozen=True)

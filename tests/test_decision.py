@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aerd.config import DecisionSettings
-from aerd.decision import Decider
+from aerd.decision import Decider, round3, round4
 
 LABELS = ("angry", "happy", "sad")
 
@@ -78,3 +78,15 @@ def test_speech_interrupts_silence_count():
     d.update(0, [0, 0, 0])                    # only one silent window since
     out = d.update(1, [0, 0, 1])
     assert out.probs["angry"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_wire_rounding_matches_round_and_passes_non_finite_through():
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.random(2000), rng.random(2000) * 1e9, [0.0, 1.0, 0.12345, 2.5e-5]])
+    # equal to round() except at exact decimal ties (none among these draws but a handful)
+    assert np.mean([round4(x) == round(x, 4) for x in xs]) > 0.999
+    assert np.mean([round3(x) == round(x, 3) for x in xs]) > 0.999
+    assert round4(0.12345678) == 0.1235 and round3(1764161234.5678) == 1764161234.568
+    assert np.isnan(round4(float("nan"))) and round3(float("inf")) == float("inf")
+    d = Decider(("a", "b"), DecisionSettings(smoothing=1)).update(1.0, np.array([np.nan, 1.0]))
+    assert d is not None and np.isnan(d.probs["a"])   # a bad model output is reported, not raised
