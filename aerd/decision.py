@@ -14,22 +14,24 @@ import numpy as np
 from .config import DecisionSettings
 
 
-def round4(x: float) -> float:
-    """``x`` to 4 decimals for the wire (the nearest float to the same decimal as ``round``
-    gives, ties aside), several times cheaper than ``round(x, 4)``; NaN and infinities pass
-    through unchanged, as with ``round``."""
+def _rounded(x: float, scale: float) -> float:
+    """``x`` to 1/``scale`` steps for the wire (the nearest float to the same decimal as
+    ``round`` gives, ties aside), several times cheaper than ``round``; NaN and infinities
+    pass through unchanged, as with ``round``."""
     try:
-        return math.floor(x * 10000.0 + 0.5) / 10000.0
+        return math.floor(x * scale + 0.5) / scale
     except (ValueError, OverflowError):
         return x
+
+
+def round4(x: float) -> float:
+    """``x`` to 4 decimals (probabilities, confidence)."""
+    return _rounded(x, 10000.0)
 
 
 def round3(x: float) -> float:
-    """``x`` to 3 decimals (times in seconds), as :func:`round4`."""
-    try:
-        return math.floor(x * 1000.0 + 0.5) / 1000.0
-    except (ValueError, OverflowError):
-        return x
+    """``x`` to 3 decimals (times in seconds, speech fraction)."""
+    return _rounded(x, 1000.0)
 
 
 @dataclass(frozen=True)

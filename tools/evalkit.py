@@ -5,20 +5,14 @@ adaptation run causally in stream order, and a continuous stream of held-out cli
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from aerd.adapt import FeatureNormalizer  # noqa: E402
-from aerd.featurespec import FeatureSpec  # noqa: E402
-from aerd.stream import StreamExtractor  # noqa: E402
-from tools import dataset as ds  # noqa: E402
+from aerd.adapt import FeatureNormalizer
+from aerd.featurespec import FeatureSpec
+from aerd.stream import StreamExtractor
+from tools import dataset as ds
 
 MIN_SPEECH = 0.2
 FOLDS = [list(range(4 * k + 1, 4 * k + 5)) for k in range(5)]

@@ -4,18 +4,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tools import dataset as ds  # noqa: E402
-from tools.evalkit import labels_of  # noqa: E402
+from tools import dataset as ds
+from tools.evalkit import labels_of
 
 
 def labels_other(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:

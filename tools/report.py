@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from aerd.featurespec import FeatureSpec  # noqa: E402
-from tools.evalkit import fmt  # noqa: E402
+from aerd.featurespec import FeatureSpec
+from tools.evalkit import fmt
 
 if TYPE_CHECKING:
     from tools.evaluate import Config
