@@ -41,13 +41,19 @@ class FeatureSpec:
     f0_min: float = 75.0
     f0_max: float = 400.0
     voicing: float = 0.45
+    spectral_floor_db: float | None = -75.0
+    """Rich set: the mel bands hold at least the power of white noise at this level (dBFS),
+    as if every input had this noise floor: spectral detail below it, which no real
+    microphone delivers (studio clips have digital silence), cannot steer the model.
+    -75 dBFS, 10 dB under the VAD's ``floor_db`` (at -65 the floor hid too much of quiet
+    speech: see the model card). None: no floor (seed180; cards written before the floor)."""
     vad: VadParams = field(default_factory=VadParams)
 
     @classmethod
     def seed180(cls, **over: Any) -> "FeatureSpec":
         """The seed prototype's set with a streaming-friendly grid (hop divides 0.5 s)."""
         base = dict(set="seed180", n_fft=2048, win_length=2048, hop_length=500, center=False,
-                    n_mels=128, fmin=0.0, fmax=None, n_mfcc=40)
+                    n_mels=128, fmin=0.0, fmax=None, n_mfcc=40, spectral_floor_db=None)
         base.update(over)
         return cls(**base)
 
@@ -71,6 +77,7 @@ class FeatureSpec:
         if unknown:
             raise ModelError(f"{where}.{unknown[0]}: unknown feature parameter")
         kw = dict(data)
+        kw.setdefault("spectral_floor_db", None)   # cards from before the floor: none
         if "vad" in kw:
             vad = kw["vad"]
             vknown = {f.name for f in fields(VadParams)}
@@ -95,6 +102,11 @@ class FeatureSpec:
         fmax = self.sample_rate / 2 if self.fmax is None else self.fmax
         if not 0 <= self.fmin < fmax <= self.sample_rate / 2:
             raise ModelError(f"{where}.fmax: need 0 <= fmin < fmax <= sample_rate/2")
+        floor = self.spectral_floor_db
+        if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float))
+                                  or not -200.0 <= floor <= 0.0):
+            raise ModelError(f"{where}.spectral_floor_db: must be a number of dBFS in "
+                             f"[-200, 0] or absent, got {floor!r}")
         if self.set == "rich" and not (self.sample_rate / self.f0_max >= 2
                                        and self.sample_rate / self.f0_min < self.n_fft // 2):
             raise ModelError(f"{where}.f0_min: pitch lags must fit in half of n_fft")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import librosa
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -55,17 +57,26 @@ def rich_rows(win3):
     return spec, an.analyze(frames), S
 
 
+def librosa_mel(S, spec):
+    """librosa's mel power plus the spec's noise floor: the mel power of white noise at
+    ``spectral_floor_db`` dBFS through the same STFT (expected |X|^2 = mean square * sum w^2)."""
+    M = librosa.feature.melspectrogram(S=S**2, sr=SR, n_fft=1024, n_mels=40, fmin=60, fmax=8000)
+    if spec.spectral_floor_db is not None:
+        w2 = np.sum(librosa.filters.get_window("hann", spec.win_length, fftbins=True) ** 2)
+        fb = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=40, fmin=60, fmax=8000)
+        M = M + (10 ** (spec.spectral_floor_db / 10) * w2 * fb.sum(axis=1))[:, None]
+    return M
+
+
 def test_rich_mel_db_matches_librosa(rich_rows):
     spec, rows, S = rich_rows
-    M = librosa.feature.melspectrogram(S=S**2, sr=SR, n_fft=1024, n_mels=40, fmin=60, fmax=8000)
-    ref = 10 * np.log10(np.maximum(M, 1e-10))
+    ref = 10 * np.log10(np.maximum(librosa_mel(S, spec), 1e-10))
     close(rows[:, : spec.n_mels], ref.T, "mel dB", floor=1e-4)
 
 
 def test_rich_mfcc_matches_librosa(rich_rows):
     spec, rows, S = rich_rows
-    M = librosa.feature.melspectrogram(S=S**2, sr=SR, n_fft=1024, n_mels=40, fmin=60, fmax=8000)
-    ref = librosa.feature.mfcc(S=librosa.power_to_db(M, top_db=None), n_mfcc=20)
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(librosa_mel(S, spec), top_db=None), n_mfcc=20)
     close(rows[:, spec.n_mels : spec.n_mels + spec.n_mfcc], ref.T, "mfcc", floor=1e-4)
 
 
@@ -114,8 +125,36 @@ def test_noise_is_not_speech():
     assert speech_mask(an.analyze(an.frames(x)), an).mean() < 0.1
 
 
+def test_noise_floor_is_white_noise_power():
+    """The mel floor equals the measured mel power of white noise at that level."""
+    spec = FeatureSpec(spectral_floor_db=-40.0)
+    an = FrameAnalyzer(replace(spec, spectral_floor_db=None))
+    x = np.random.default_rng(3).standard_normal(8 * SR).astype(np.float32) * np.float32(0.01)
+    mel_db = an.analyze(an.frames(x))[:, : spec.n_mels].astype(np.float64)
+    noise_db = 10 * np.log10(np.mean(10 ** (mel_db / 10), axis=0))   # mean power per band
+    floor_db = 10 * np.log10(FrameAnalyzer(spec)._mel_floor)
+    np.testing.assert_allclose(noise_db, floor_db, atol=0.3)
+
+
+def test_noise_floor_shrinks_the_effect_of_a_real_noise_floor(win3):
+    """White noise at the floor's level under speech (a quiet real microphone) moves the
+    features far less with the spectral floor than without it (studio clips: digital
+    silence)."""
+    level = FeatureSpec().spectral_floor_db
+    noise = np.random.default_rng(4).standard_normal(len(win3)).astype(np.float32)
+    noisy = win3 + noise * np.float32(10 ** (level / 20))
+    shifts = {}
+    for floor in (None, level):
+        spec = FeatureSpec(spectral_floor_db=floor)
+        a, _ = extract_window(win3, spec)
+        b, _ = extract_window(noisy, spec)
+        shifts[floor] = np.abs(b - a)[: 2 * spec.n_mels].max()   # log-mel means, deviations
+    assert shifts[level] < 0.65 * shifts[None], shifts   # measured: 0.57
+
+
 def test_rich_features_are_gain_invariant(win3):
-    spec = FeatureSpec()
+    """Level invariance: exact without the noise floor (with it, only above the floor)."""
+    spec = FeatureSpec(spectral_floor_db=None)
     a, fa = extract_window(win3, spec)
     b, fb = extract_window(win3 * np.float32(0.1), spec)
     assert fa == fb
@@ -152,3 +191,20 @@ def test_grouped_analysis_gives_each_group_its_own_rows(clip, spec):
         alone = FrameAnalyzer(spec).analyze(np.ascontiguousarray(frames[start : start + n]))
         assert np.array_equal(out, alone), f"group of {n} frames at {start}"
         start += n
+
+
+def test_card_feature_table_and_its_errors():
+    """Cards store the spec; a card from before the noise floor means no floor; bad fields
+    are named."""
+    from aerd.errors import ModelError
+
+    spec = FeatureSpec()
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    old = {k: v for k, v in spec.to_dict().items() if k != "spectral_floor_db"}
+    assert FeatureSpec.from_dict(old).spectral_floor_db is None
+    with pytest.raises(ModelError, match=r"^features\.spectral_floor_db: "):
+        FeatureSpec.from_dict({**spec.to_dict(), "spectral_floor_db": "loud"})
+    with pytest.raises(ModelError, match=r"^features\.spectral_floor_db: "):
+        FeatureSpec.from_dict({**spec.to_dict(), "spectral_floor_db": 3.0})
+    with pytest.raises(ModelError, match=r"^features\.n_fftt: unknown"):
+        FeatureSpec.from_dict({**spec.to_dict(), "n_fftt": 1})

@@ -161,3 +161,27 @@ def test_speed_perturbation_scales_pitch_and_length():
         spec = np.abs(np.fft.rfft(z * np.hanning(len(z))))
         peak = np.argmax(spec) * sr / len(z)
         assert abs(peak - 200.0 * f) < 2.0
+
+
+def test_targets_lines_report_a_stream_above_the_clips():
+    from tools.report import targets_lines
+
+    def s(v):
+        return {"mean": v, "std": 0.0}
+    lines = targets_lines({"lao": {"summary": {"cold8_acc": s(0.558), "adapt8_acc": s(0.64),
+                                               "onnx_clip8_acc": s(0.558),
+                                               "stream8_acc": s(0.568)}},
+                           "seed_protocol": {"summary": {}}})
+    assert lines[0].startswith("Targets reached: 8 classes, cold 55.8 (target 55); continuous "
+                               "stream vs clips one by one, 8 classes: 1.00 points higher")
+    assert lines[1] == "Targets not reached: 8 classes, adapted 64.0 (target 65)."
+
+
+@pytest.mark.parametrize("argv, where", [(["--noise-dbfs=-75,loud"], "--noise-dbfs"),
+                                         (["--fold-alpha", "1,2"], "--fold-alpha")])
+def test_noise_check_rejects_bad_options(argv, where):
+    from tools import noise_check
+
+    with pytest.raises(SystemExit) as e:
+        noise_check.main(argv)
+    assert str(e.value).startswith(where)

@@ -168,12 +168,13 @@ def adapt_eval(cold: Callable, adapted: Callable, tab: ds.FeatureTable, clips: l
 
 
 # --------------------------------------------------------------------------- streaming
-def build_stream(clip_ids: np.ndarray, clips: list[ds.Clip], seed: int
-                 ) -> tuple[np.ndarray, list[tuple[int, float, float]]]:
-    """Held-out clips in random order joined by GAP_S of low-level noise; (audio, spans)."""
+def build_stream(clip_ids: np.ndarray, clips: list[ds.Clip], seed: int,
+                 noise_dbfs: float = GAP_DBFS) -> tuple[np.ndarray, list[tuple[int, float, float]]]:
+    """Held-out clips in random order joined by GAP_S of low-level white noise (also under
+    the clips, ``noise_dbfs``); (audio, spans)."""
     rng = np.random.default_rng([seed, 7])
     gap = int(GAP_S * ds.SR)
-    amp = 10 ** (GAP_DBFS / 20)
+    amp = 10 ** (noise_dbfs / 20)
     parts, spans, pos = [], [], 0
     for ci in rng.permutation(clip_ids):
         parts.append((rng.standard_normal(gap) * amp).astype(np.float32))

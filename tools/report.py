@@ -83,8 +83,8 @@ def targets_lines(result: dict[str, Any]) -> list[str]:
     if "stream8_acc" in s and "onnx_clip8_acc" in s:   # streaming within 3 points of clips
         gap = 100 * (s["onnx_clip8_acc"]["mean"] - s["stream8_acc"]["mean"])
         (met if gap <= STREAM_GAP else missed).append(
-            f"continuous stream vs clips one by one, 8 classes: {gap:.2f} points lower "
-            f"(target at most {STREAM_GAP:g})")
+            f"continuous stream vs clips one by one, 8 classes: {abs(gap):.2f} points "
+            f"{'lower' if gap > 0 else 'higher'} (target at most {STREAM_GAP:g} lower)")
     out = []
     if met:
         out.append("Targets reached: " + "; ".join(met) + ".")
@@ -152,8 +152,11 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         f"| 8 classes, same room, adapted | {g(s, 'adapt8_room_acc')} | {g(s, 'adapt8_room_ua')} |",
         "",
         "Recipe: rich features (aerd/features.py and aerd/windowstats.py, "
-        f"{FeatureSpec().n_features} values per 3 s window, the daemon's own code) of stream "
-        "windows and whole clips; training copies of every clip: clean, "
+        f"{FeatureSpec().n_features} values per 3 s window, the daemon's own code"
+        + ("" if FeatureSpec().spectral_floor_db is None else
+           f"; mel bands over the power of white noise at {FeatureSpec().spectral_floor_db:g} "
+           "dBFS, a microphone's noise floor")
+        + ") of stream windows and whole clips; training copies of every clip: clean, "
         f"{cfg.n_aug} room-augmented (noise, gain, reverb) and speed-perturbed by "
         f"{', '.join(f'{f:g}' for f in cfg.speeds)} (soxr resampling: pitch, formants and tempo "
         "scale together, a new \"speaker\"); StandardScaler + MLP, one hidden layer of "
