@@ -19,7 +19,8 @@ Feature sets:
              log-mel and MFCC deltas, energy dynamics, spectral centroid and flatness, pitch
              (from the normalised autocorrelation) mean/deviation/slope/step, voicing and
              speech onset rates, voiced and speech fractions.
-             Level-invariant by construction (no absolute loudness feature).
+             No absolute loudness feature: level-invariant for speech well above the mel
+             bands' noise floor (``spectral_floor_db``, white noise at -75 dBFS).
 """
 
 from __future__ import annotations

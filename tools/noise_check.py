@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-dbfs", default="-150,-75,-65",
                     help="white-noise levels of the stream, dBFS, as --noise-dbfs=-75,-65 "
                          "(default: -150,-75,-65)")
-    ap.add_argument("--fold-alpha", default="0.3,3,0.3,3,0.3")
+    ap.add_argument("--fold-alpha", default="3,3,0.3,3,3")
     ap.add_argument("--fold-hidden", default="512,256,512,256,512")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

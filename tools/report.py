@@ -159,23 +159,20 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         + ") of stream windows and whole clips; training copies of every clip: clean, "
         f"{cfg.n_aug} room-augmented (noise, gain, reverb) and speed-perturbed by "
         f"{', '.join(f'{f:g}' for f in cfg.speeds)} (soxr resampling: pitch, formants and tempo "
-        "scale together, a new \"speaker\"); StandardScaler + MLP, one hidden layer of "
-        + (f"{cfg.mlp['hidden_layer_sizes'][0]} units" if cfg.fold_hidden is None else
-           f"width chosen per outer fold by inner CV over 256/512 at alpha 3 (chosen: "
-           f"{', '.join(str(h) for h in cfg.fold_hidden)}; shipped: "
-           f"{cfg.mlp['hidden_layer_sizes'][0]})")
-        + ", L2 alpha "
-        + (f"chosen per outer fold by inner leave-actors-out CV over 0.3/1/3 "
-           f"(chosen: {', '.join(f'{a:g}' for a in cfg.fold_alpha)}; shipped model: "
-           f"{cfg.mlp['alpha']:g}, by the same inner CV on actors 1–20)"
-           if cfg.fold_alpha else f"{cfg.mlp['alpha']:g}")
+        "scale together, a new \"speaker\"); StandardScaler + MLP, one hidden layer; "
+        + (f"{cfg.mlp['hidden_layer_sizes'][0]} units, L2 alpha {cfg.mlp['alpha']:g}"
+           if cfg.fold_hidden is None or cfg.fold_alpha is None else
+           "width and L2 alpha chosen together per outer fold by inner leave-actors-out CV "
+           "over 256/512 x 0.3/1/3 (`tools/select_hparams.py --hidden 256,512`; chosen: "
+           + ", ".join(f"{h}/{a:g}" for h, a in zip(cfg.fold_hidden, cfg.fold_alpha))
+           + f"; shipped model: {cfg.mlp['hidden_layer_sizes'][0]}/{cfg.mlp['alpha']:g}, by "
+           "the same inner CV on actors 1–20, `--final`)")
         + ". Adapted graph: the same MLP trained on per-device normalised windows computed "
         "causally in stream order, exactly as the daemon normalises them."
         + ("" if cfg.fold_alpha4 is None and cfg.fold_hidden4 is None else
            " The 4-class models take their own width and alpha per outer fold, chosen by the "
-           "same inner CV scored on the 4 classes (`tools/select_hparams.py --classes 4`; "
-           "chosen: " + ", ".join(
-               f"width {h or cfg.mlp['hidden_layer_sizes'][0]} alpha {f'{a:g}' if a is not None else '8-class'}"
+           "same inner CV scored on the 4 classes (`--classes 4`; chosen: " + ", ".join(
+               f"{h or cfg.mlp['hidden_layer_sizes'][0]}/{f'{a:g}' if a is not None else '8-class'}"
                for h, a in zip(cfg.fold_hidden4 or [None] * 5, cfg.fold_alpha4 or [None] * 5))
            + ").")
         + ("" if cfg.fold_mix4 is None else
