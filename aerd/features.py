@@ -53,6 +53,7 @@ class FrameAnalyzer:
         s = spec
         self._buffers: dict[str, np.ndarray] = {}
         self._moments: dict[int, np.ndarray] = {}
+        self._mel_floor: np.ndarray | None = None   # rich set: power per mel band added
         self.window = hann_window(s.win_length, s.n_fft).astype(np.float32)
         nz = np.nonzero(self.window)[0]
         self._span = (int(nz[0]), int(nz[-1]) + 1)
@@ -102,7 +103,6 @@ class FrameAnalyzer:
             self._semis0 = 12.0 * np.log2(self.acf_rate / 55.0)
             # the noise floor per mel band: white noise of mean square 10^(L/10) has an
             # expected power of that times sum(window^2) in every bin
-            self._mel_floor = None
             if s.spectral_floor_db is not None:
                 fb = mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax)
                 per_bin = 10.0 ** (s.spectral_floor_db / 10.0) * np.sum(w ** 2)
@@ -212,7 +212,7 @@ class FrameAnalyzer:
         energy_db = power @ self._energy_w
         energy_db += np.float32(1e-12)
         np.log10(energy_db, out=energy_db)
-        if not seed and self._mel_floor is not None:
+        if self._mel_floor is not None:
             mel += self._mel_floor
         mel_c = np.maximum(mel, np.float32(1e-10), out=mel)
         log_mel = np.log(mel_c, out=out[:, nm : 2 * nm] if seed else out[:, :nm])

@@ -107,6 +107,8 @@ class FeatureSpec:
                                   or not -200.0 <= floor <= 0.0):
             raise ModelError(f"{where}.spectral_floor_db: must be a number of dBFS in "
                              f"[-200, 0] or absent, got {floor!r}")
+        if floor is not None and self.set != "rich":
+            raise ModelError(f"{where}.spectral_floor_db: only the rich set has a noise floor")
         if self.set == "rich" and not (self.sample_rate / self.f0_max >= 2
                                        and self.sample_rate / self.f0_min < self.n_fft // 2):
             raise ModelError(f"{where}.f0_min: pitch lags must fit in half of n_fft")

@@ -206,5 +206,8 @@ def test_card_feature_table_and_its_errors():
         FeatureSpec.from_dict({**spec.to_dict(), "spectral_floor_db": "loud"})
     with pytest.raises(ModelError, match=r"^features\.spectral_floor_db: "):
         FeatureSpec.from_dict({**spec.to_dict(), "spectral_floor_db": 3.0})
+    seed = FeatureSpec.seed180().to_dict()
+    with pytest.raises(ModelError, match=r"^features\.spectral_floor_db: only the rich set"):
+        FeatureSpec.from_dict({**seed, "spectral_floor_db": -75.0})
     with pytest.raises(ModelError, match=r"^features\.n_fftt: unknown"):
         FeatureSpec.from_dict({**spec.to_dict(), "n_fftt": 1})
