@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
                        np.concatenate([np.asarray(s, np.float32) for s in S]),
                        np.concatenate(C), np.concatenate([np.asarray(k) for k in K]),
                        np.concatenate([np.asarray(t, np.float32) for t in T]), np.concatenate(A))
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")   # two extractions at once: own files
     np.savez_compressed(tmp, **tab.__dict__)
     tmp.replace(cache)
     return tab
