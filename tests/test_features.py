@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import librosa
 from dataclasses import replace
 
+import librosa
 import numpy as np
 import pytest
 
