@@ -33,7 +33,8 @@ from .filterbanks import BandedProduct, chroma_filterbank, dct_matrix, hann_wind
 
 _LN10_10 = np.log(10.0) / 10.0
 _TINY32 = np.finfo(np.float32).tiny
-_max = np.maximum.reduce   # ndarray.max() goes through a Python wrapper: ~1 us more a call
+max_reduce = np.maximum.reduce
+"""``max_reduce(a, axis)``: ndarray.max() goes through a Python wrapper, ~1 us more a call."""
 CHUNK = 64
 """Frames per batch of the matrix products (and at least as many per FFT batch)."""
 FFT_BYTES = 1 << 20
@@ -227,7 +228,7 @@ class FrameAnalyzer:
             nc = spec.n_chroma
             mag = np.sqrt(power, out=self._scratch("m32", (n, nb), np.float32))
             chroma = np.matmul(mag, self.chroma_t, out=out[:, 2 * nm : 2 * nm + nc])
-            peak = _max(chroma, axis=1, keepdims=True)
+            peak = max_reduce(chroma, axis=1, keepdims=True)
             # each frame's chroma over its peak (librosa's max-norm; all-zero frames stay zero)
             np.divide(chroma, peak, out=chroma, where=peak > _TINY32)
             return

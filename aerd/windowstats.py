@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import FrameAnalyzer
+from .features import FrameAnalyzer, max_reduce
 from .featurespec import FeatureSpec
-
-_max = np.maximum.reduce   # ndarray.max() goes through a Python wrapper: ~1 us more a call
 
 
 def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
@@ -26,7 +24,7 @@ def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
         noisy = rows[:, -1] >= vad.max_flatness
     else:   # the rich rows hold log10(flatness)
         noisy = rows[:, analyzer.energy_col + 2] >= np.log10(vad.max_flatness)
-    thresh = max(vad.floor_db, float(_max(energy)) - vad.range_db)
+    thresh = max(vad.floor_db, float(max_reduce(energy)) - vad.range_db)
     speech = energy > thresh
     speech &= ~noisy
     return speech
@@ -50,7 +48,7 @@ def _seed_features(rows: np.ndarray, an: FrameAnalyzer) -> np.ndarray:
     nm, nc = s.n_mels, s.n_chroma
     w = _mean_weights(len(rows))
     mel_db = rows[:, nm : 2 * nm]
-    floor = _max(mel_db, axis=None) - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
+    floor = max_reduce(mel_db, axis=None) - np.float32(s.top_db)   # power_to_db's top_db clip, over the window
     # (the clip is not a formality: the bands near 8 kHz of 16 kHz audio sit at the -100 dB
     # floor, more than top_db below the loudest band, in every window of the bench's speech)
     out[: s.n_mfcc] = an.dct @ (w @ np.maximum(mel_db, floor))
