@@ -159,19 +159,21 @@ class StreamExtractor:
         self._next_frame = nxt
         return ends
 
-    def _rows(self) -> np.ndarray:
-        """The current window's frame rows (a view of the ring)."""
-        return self._ring[self._end - self.n_frames : self._end]
+    def _rows(self, end: int | None = None) -> np.ndarray:
+        """The frame rows of the window ending at ring row ``end`` (default: the last
+        analysed window), a view of the ring."""
+        end = self._end if end is None else end
+        return self._ring[end - self.n_frames : end]
 
     def _take_pending(self) -> None:
         """Analyse the pending windows' frames, then take their statistics, in order."""
         if not self._pending:
             return
-        sr, fh, nf = self.spec.sample_rate, self.spec.hop_length, self.n_frames
+        sr, fh = self.spec.sample_rate, self.spec.hop_length
         ends = self._append_frames([(self._window_end(k) - self.spec.n_fft) // fh
                                     for k in self._pending])
         for k, end_row in zip(self._pending, ends):
-            feats, speech = window_features(self._ring[end_row - nf : end_row], self.analyzer)
+            feats, speech = window_features(self._rows(end_row), self.analyzer)
             end = self._window_end(k)
             self._done.append(Window(k, (end - self.win) / sr, end / sr, feats, speech))
         self._pending.clear()
