@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, test in enumerate(ek.FOLDS):
         train = [a for a in range(1, 21) if a not in test]
         ids = np.flatnonzero(np.isin(actor, test))
-        mlp = {**tr.DEFAULT_MLP, "alpha": alphas[k], "hidden_layer_sizes": (widths[k],)}
+        mlp = tr.mlp_settings(widths[k], alphas[k])
         X, y = ek.train_rows(tab, clips, yc, train)
         run = ek.onnx_predictor(tr.export_onnx(tr.fit(tr.make_pipeline(mlp, args.seed), X, y),
                                                spec.n_features))

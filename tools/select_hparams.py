@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         def fold_mlp(k: int, hs: str | None, al: str | None) -> dict:
             h = int(hs.split(",")[k]) if hs and k is not None else widths[0]
             a = float(al.split(",")[k]) if al and k is not None else alphas[0]
-            return {**tr.DEFAULT_MLP, "hidden_layer_sizes": (h,), "alpha": a}
+            return tr.mlp_settings(h, a)
 
         for test in outer:
             k = ev.FOLDS.index(test) if test else None
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for test in outer:
         actors = [a for a in range(1, 21) if a not in test]
-        scores = {f"{h}:{a:g}": inner_score(tab, clips, actors, {
-            **tr.DEFAULT_MLP, "hidden_layer_sizes": (h,), "alpha": a},
-            classes=ds.EMOTIONS if args.classes == "8" else ds.SEED4) for h, a in grid}
+        scores = {f"{h}:{a:g}": inner_score(tab, clips, actors, tr.mlp_settings(h, a),
+                                            classes=ds.EMOTIONS if args.classes == "8" else ds.SEED4)
+                  for h, a in grid}
         best = max(scores, key=scores.get)
         out.append({"outer_test": test, "inner_acc": scores, "best": best})
         print(json.dumps(out[-1]), flush=True)

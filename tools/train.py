@@ -54,6 +54,11 @@ DEFAULT_MLP = dict(hidden_layer_sizes=(512,), alpha=3.0, batch_size=256, learnin
                    max_iter=200)
 
 
+def mlp_settings(hidden: int, alpha: float) -> dict[str, Any]:
+    """DEFAULT_MLP with one hidden layer of ``hidden`` units and L2 penalty ``alpha``."""
+    return {**DEFAULT_MLP, "hidden_layer_sizes": (hidden,), "alpha": alpha}
+
+
 def make_pipeline(mlp: dict[str, Any], seed: int = 0) -> Pipeline:
     return Pipeline([("scaler", StandardScaler()),
                      ("clf", MLPClassifier(random_state=seed, **mlp))])
