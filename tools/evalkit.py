@@ -5,6 +5,7 @@ adaptation run causally in stream order, and a continuous stream of held-out cli
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +27,25 @@ ADAPT = dict(warmup_windows=3, max_count=2000, std_bounds=[0.25, 4.0], min_std=1
 ADAPT_ORDERS = 2  # random clip orders per training device
 GAP_S = 1.5
 GAP_DBFS = -75.0
+
+
+def number_list(kind: type = float, length: int | None = None) -> Callable[[str], list]:
+    """An argparse ``type`` for a comma-separated list of numbers (``kind`` int or float),
+    ``length`` of them if given: a bad list is argparse's error naming the option."""
+    what = "integers" if kind is int else "numbers"
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, "
+                                             f"got {text!r}") from None
+        if length is not None and len(values) != length:
+            raise argparse.ArgumentTypeError(f"expected {length} {what} (one per outer "
+                                             f"fold), got {len(values)} in {text!r}")
+        return values
+
+    return parse
 
 
 def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:

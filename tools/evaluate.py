@@ -50,8 +50,8 @@ if str(REPO) not in sys.path:
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
 from tools.evalkit import (ADAPT, FOLDS, accuracy, adapt_eval, adapt_rows, build_stream,  # noqa: E402
-                           clip_scores, fmt, labels_of, onnx_predictor, ref_std, stream_predict,
-                           summary, train_rows, with_prior)
+                           clip_scores, fmt, labels_of, number_list, onnx_predictor, ref_std,
+                           stream_predict, summary, train_rows, with_prior)
 from tools.mixes import mix_columns, mix_labels, mix_predictor, parse_mix  # noqa: E402
 from tools.onnx_mlp import quantize_int8  # noqa: E402
 from tools.report import markdown, plot_confusions  # noqa: E402
@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(ds.DEFAULT_DATA),
                     help="RAVDESS 16 kHz directory (default: ../shared/data/ravdess-16k)")
     ap.add_argument("--aug", type=int, default=tr.DEFAULT_AUG, help="augmented copies per clip")
-    ap.add_argument("--hidden", default=None, help="MLP hidden sizes, e.g. 256 or 256,128")
+    ap.add_argument("--hidden", default=None, type=number_list(int),
+                    help="MLP hidden sizes, e.g. 256 or 256,128")
     ap.add_argument("--alpha", type=float, default=None, help="MLP L2 penalty")
     ap.add_argument("--warmup", type=int, default=ADAPT["warmup_windows"],
                     help="adaptation warm-up (speech windows)")
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mlp = dict(tr.DEFAULT_MLP)
     if args.hidden:
-        mlp["hidden_layer_sizes"] = tuple(int(v) for v in args.hidden.split(","))
+        mlp["hidden_layer_sizes"] = tuple(args.hidden)
     if args.alpha is not None:
         mlp["alpha"] = args.alpha
     cfg = Config(mlp=mlp, n_aug=args.aug, adapt={**ADAPT, "warmup_windows": args.warmup},

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Callable
 
 import numpy as np
@@ -34,6 +35,25 @@ def parse_mix(spec: str) -> list[tuple[str, int]]:
             raise ValueError(f"bad 4-class mix {spec!r} (e.g. 4, 4+8, 4x3+8x3)")
         parts.append((kind, int(n) if n else 1))
     return parts
+
+
+def mix_list(length: int | None = None) -> Callable[[str], list[str]]:
+    """An argparse ``type``: comma-separated mixes (``length`` of them if given), each
+    checked by :func:`parse_mix`; a bad one is argparse's error naming the option."""
+
+    def parse(text: str) -> list[str]:
+        mixes = text.split(",")
+        if length is not None and len(mixes) != length:
+            raise argparse.ArgumentTypeError(f"expected {length} mixes (one per outer fold), "
+                                             f"got {len(mixes)} in {text!r}")
+        for m in mixes:
+            try:
+                parse_mix(m)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        return mixes
+
+    return parse
 
 
 def mix_labels(clips: list[ds.Clip], kind: str) -> np.ndarray:

@@ -33,27 +33,20 @@ from tools import evalkit as ek  # noqa: E402
 from tools import train as tr  # noqa: E402
 
 
-def floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"{what}: expected comma-separated numbers, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--noise-dbfs", default="-150,-75,-65",
+    ap.add_argument("--noise-dbfs", default=[-150.0, -75.0, -65.0], type=ek.number_list(float),
                     help="white-noise levels of the stream, dBFS, as --noise-dbfs=-75,-65 "
                          "(default: -150,-75,-65)")
-    ap.add_argument("--fold-alpha", default="3,3,0.3,3,3")
-    ap.add_argument("--fold-hidden", default="512,256,512,256,512")
+    ap.add_argument("--fold-alpha", default=[3.0, 3.0, 0.3, 3.0, 3.0],
+                    type=ek.number_list(float, len(ek.FOLDS)),
+                    help="alpha per outer fold (default: the shipped nested choice)")
+    ap.add_argument("--fold-hidden", default=[512, 256, 512, 256, 512],
+                    type=ek.number_list(int, len(ek.FOLDS)),
+                    help="width per outer fold (default: the shipped nested choice)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    levels = floats(args.noise_dbfs, "--noise-dbfs")
-    alphas = floats(args.fold_alpha, "--fold-alpha")
-    widths = [int(h) for h in floats(args.fold_hidden, "--fold-hidden")]
-    if len(alphas) != len(ek.FOLDS) or len(widths) != len(ek.FOLDS):
-        raise SystemExit(f"--fold-alpha/--fold-hidden: need {len(ek.FOLDS)} values each")
+    levels, alphas, widths = args.noise_dbfs, args.fold_alpha, args.fold_hidden
     try:
         clips = ds.list_clips()
     except ds.DataMissing as e:

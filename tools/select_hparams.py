@@ -100,12 +100,14 @@ def inner_mix_scores(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[in
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--alphas", default="0.3,1,3")
-    ap.add_argument("--hidden", default="256", help="comma-separated hidden-layer widths")
+    ap.add_argument("--alphas", default=[0.3, 1.0, 3.0], type=ev.number_list(float),
+                    help="comma-separated L2 penalties (default: 0.3,1,3)")
+    ap.add_argument("--hidden", default=[256], type=ev.number_list(int),
+                    help="comma-separated hidden-layer widths (default: 256)")
     ap.add_argument("--final", action="store_true", help="inner CV on all 20 actors only")
     ap.add_argument("--classes", choices=("8", "4"), default="8",
                     help="8 emotions, or the seed's 4 (calm, happy, fearful, disgust)")
-    ap.add_argument("--mix4", default=None,
+    ap.add_argument("--mix4", default=None, type=mixes.mix_list(),
                     help="instead of the width/alpha grid: 4-class model mixes to choose from, "
                          "comma-separated (e.g. 4,4+8,4x3+8x3; see mixes.parse_mix), each "
                          "member with its outer fold's width/alpha (--fold-*)")
@@ -113,29 +115,31 @@ def main(argv: list[str] | None = None) -> int:
                     help="--mix4: inner score, cold or adapted clip accuracy (default: adapt)")
     for o in ("hidden", "alpha", "hidden4", "alpha4"):
         ap.add_argument(f"--fold-{o}", default=None,
+                        type=ev.number_list(int if o.startswith("hidden") else float,
+                                            len(ev.FOLDS)),
                         help=f"--mix4: comma-separated {o.rstrip('4')} per outer fold"
                              + (" for the 4-class members" if o.endswith("4") else
                                 " for the 8-class members"))
-    ap.add_argument("--outer", default=None, help="only these outer folds (1-based, e.g. 1,2)")
+    ap.add_argument("--outer", default=None, type=ev.number_list(int),
+                    help="only these outer folds (1-based, e.g. 1,2)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     clips = ds.list_clips()
     tab = tr.default_table(clips, FeatureSpec(), tr.DEFAULT_AUG)
-    alphas = [float(a) for a in args.alphas.split(",")]
-    widths = [int(h) for h in args.hidden.split(",")]
+    alphas, widths = args.alphas, args.hidden
     grid = [(h, a) for h in widths for a in alphas]
     outer = [[]] if args.final else ev.FOLDS
     if args.outer and not args.final:
-        outer = [ev.FOLDS[int(k) - 1] for k in args.outer.split(",")]
+        if not all(1 <= k <= len(ev.FOLDS) for k in args.outer):
+            ap.error(f"argument --outer: folds are 1 to {len(ev.FOLDS)}, got {args.outer}")
+        outer = [ev.FOLDS[k - 1] for k in args.outer]
     out = []
     if args.mix4:
-        cands = args.mix4.split(",")
-        for c in cands:
-            mixes.parse_mix(c)
+        cands = args.mix4
 
-        def fold_mlp(k: int, hs: str | None, al: str | None) -> dict:
-            h = int(hs.split(",")[k]) if hs and k is not None else widths[0]
-            a = float(al.split(",")[k]) if al and k is not None else alphas[0]
+        def fold_mlp(k: int, hs: list[int] | None, al: list[float] | None) -> dict:
+            h = hs[k] if hs and k is not None else widths[0]
+            a = al[k] if al and k is not None else alphas[0]
             return tr.mlp_settings(h, a)
 
         for test in outer:

@@ -37,6 +37,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
+from tools import evalkit as ek  # noqa: E402
+from tools.mixes import mix_list  # noqa: E402
 from tools.onnx_mlp import compact_mlp, quantize_int8  # noqa: E402
 
 WINDOW_S, HOP_S, MIN_AUDIO_S = 3.0, 0.5, 1.0
@@ -230,16 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=None,
                     help="hidden-layer width of the default model (default: "
                          f"{DEFAULT_MLP['hidden_layer_sizes'][0]})")
-    ap.add_argument("--fold-hidden", default=None,
+    ap.add_argument("--fold-hidden", default=None, type=ek.number_list(int, len(ek.FOLDS)),
                     help="comma-separated width per outer fold for --evaluate (nested choice)")
-    ap.add_argument("--fold-alpha", default=None,
+    ap.add_argument("--fold-alpha", default=None, type=ek.number_list(float, len(ek.FOLDS)),
                     help="comma-separated alpha per outer fold for --evaluate (nested choice "
                          "by tools/select_hparams.py); default: --alpha for every fold")
-    ap.add_argument("--fold-alpha4", default=None,
+    ap.add_argument("--fold-alpha4", default=None, type=ek.number_list(float, len(ek.FOLDS)),
                     help="like --fold-alpha, for the seed's 4 classes (select_hparams.py --classes 4)")
-    ap.add_argument("--fold-hidden4", default=None,
+    ap.add_argument("--fold-hidden4", default=None, type=ek.number_list(int, len(ek.FOLDS)),
                     help="like --fold-hidden, for the seed's 4 classes")
-    ap.add_argument("--fold-mix4", default=None,
+    ap.add_argument("--fold-mix4", default=None, type=mix_list(len(ek.FOLDS)),
                     help="comma-separated 4-class model mix per outer fold for --evaluate "
                          "(nested choice by select_hparams.py --classes 4 --mix4; e.g. "
                          "4x3+8x3: mean of 3 seeds of the 4-class model and of 3 seeds of the "
@@ -260,15 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         from tools import evaluate as ev
 
         cfg = ev.Config(mlp=dict(mlp), n_aug=args.aug, seed=args.seed,
-                        fold_alpha=[float(a) for a in args.fold_alpha.split(",")]
-                        if args.fold_alpha else None,
-                        fold_hidden=[int(h) for h in args.fold_hidden.split(",")]
-                        if args.fold_hidden else None,
-                        fold_alpha4=[float(a) for a in args.fold_alpha4.split(",")]
-                        if args.fold_alpha4 else None,
-                        fold_hidden4=[int(h) for h in args.fold_hidden4.split(",")]
-                        if args.fold_hidden4 else None,
-                        fold_mix4=args.fold_mix4.split(",") if args.fold_mix4 else None)
+                        fold_alpha=args.fold_alpha, fold_hidden=args.fold_hidden,
+                        fold_alpha4=args.fold_alpha4, fold_hidden4=args.fold_hidden4,
+                        fold_mix4=args.fold_mix4)
         result = ev.run_all(clips, cfg, MODELS)
         ev.print_summary(result)
         (ds.CACHE_DIR / "evaluation.json").write_text(json.dumps(result, indent=1))

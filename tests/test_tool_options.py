@@ -1,0 +1,49 @@
+"""The training and evaluation tools reject a bad list option with argparse's error naming
+it (exit 2), before any data is read."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools import evaluate, noise_check, select_hparams, train  # noqa: E402
+
+BAD = [
+    (train.main, ["--evaluate", "--fold-alpha", "3,3,x,3,3"], "--fold-alpha",
+     "expected comma-separated numbers, got '3,3,x,3,3'"),
+    (train.main, ["--evaluate", "--fold-hidden", "512,256"], "--fold-hidden",
+     "expected 5 integers (one per outer fold), got 2"),
+    (train.main, ["--evaluate", "--fold-hidden4", "512,256,512,256,5.5"], "--fold-hidden4",
+     "expected comma-separated integers"),
+    (train.main, ["--evaluate", "--fold-mix4", "4,4,4,4,9"], "--fold-mix4", "bad 4-class mix '9'"),
+    (select_hparams.main, ["--alphas", "0.3,,3"], "--alphas", "expected comma-separated numbers"),
+    (select_hparams.main, ["--outer", "1,7"], "--outer", "folds are 1 to 5"),
+    (select_hparams.main, ["--mix4", "4,4y3"], "--mix4", "bad 4-class mix '4y3'"),
+    (noise_check.main, ["--noise-dbfs=-75,loud"], "--noise-dbfs", "expected comma-separated"),
+    (noise_check.main, ["--fold-alpha", "1,2,3"], "--fold-alpha", "expected 5 numbers"),
+    (evaluate.main, ["--hidden", "256,big"], "--hidden", "expected comma-separated integers"),
+]
+
+
+@pytest.mark.parametrize("main,argv,option,message", BAD,
+                         ids=[f"{m.__module__.split('.')[-1]}{a[-2] if len(a) > 1 else a[0]}"
+                              for m, a, _, _ in BAD])
+def test_bad_list_option_is_named(main, argv, option, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"error: argument {option}: " in err and message in err, err
+
+
+def test_good_lists_parse():
+    from tools.evalkit import number_list
+    from tools.mixes import mix_list
+
+    assert number_list(float, 5)("3,3,0.3,3,1") == [3.0, 3.0, 0.3, 3.0, 1.0]
+    assert number_list(int)("512") == [512]
+    assert mix_list(2)("4x3+8,4") == ["4x3+8", "4"]
