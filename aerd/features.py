@@ -18,7 +18,8 @@ Feature sets:
              means and standard deviations, MFCC 1.. means and deviations, deviations of
              log-mel and MFCC deltas, energy dynamics, spectral centroid and flatness, pitch
              (from the normalised autocorrelation) mean/deviation/slope/step, voicing and
-             speech onset rates, voiced and speech fractions.
+             speech onset rates, voiced and speech fractions, voicing clarity (the
+             autocorrelation peak) mean/deviation (``voicing_clarity``).
              No absolute loudness feature: level-invariant for speech well above the mel
              bands' noise floor (``spectral_floor_db``, white noise at -75 dBFS).
 """
@@ -246,16 +247,21 @@ class FrameAnalyzer:
         # above the absolute floor, not noise-flat); it is only ever used on speech frames.
         vad = spec.vad
         maybe = (energy_db > vad.floor_db) & (flat < vad.max_flatness)
+        # pitch and voicing clarity (0 where the frame cannot be speech)
+        pc = out[:, nm + nc + 3 : nm + nc + 5]
         if maybe.all():
-            out[:, nm + nc + 3] = self._pitch(power)
+            self._pitch(power, pc)
         else:
-            out[:, nm + nc + 3] = 0.0
+            pc[:] = 0.0
             if maybe.any():
-                out[maybe, nm + nc + 3] = self._pitch(power[maybe])
-        out[:, nm + nc + 4] = 0.0
+                pc[maybe] = self._pitch(power[maybe], np.empty((int(maybe.sum()), 2), np.float32))
+        if not spec.voicing_clarity:
+            pc[:, 1] = 0.0
 
-    def _pitch(self, power: np.ndarray) -> np.ndarray:
-        """Semitones above 55 Hz of the normalised-autocorrelation pitch; 0 where unvoiced.
+    def _pitch(self, power: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Into ``out`` (n, 2): semitones above 55 Hz of the normalised-autocorrelation pitch
+        (0 where unvoiced) and the voicing clarity (the autocorrelation's peak over the pitch
+        lags relative to lag 0, at most 1).
 
         The ACF is divided by the window's own ACF (in the matrix) but not by each frame's
         lag-0 energy: every test below is invariant to a positive per-row scale, so the
@@ -284,4 +290,6 @@ class FrameAnalyzer:
         np.minimum(np.maximum(shift, -0.5, out=shift), 0.5, out=shift)
         semis = self._semis0 - 12.0 * np.log2(self.lag_lo + k + shift)
         semis[~voiced] = 0.0
-        return semis.astype(np.float32)
+        out[:, 0] = semis
+        np.minimum(np.divide(peak, e0, out=peak), np.float32(1.0), out=out[:, 1])
+        return out

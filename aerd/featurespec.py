@@ -47,13 +47,19 @@ class FeatureSpec:
     microphone delivers (studio clips have digital silence), cannot steer the model.
     -75 dBFS, 10 dB under the VAD's ``floor_db`` (at -65 the floor hid too much of quiet
     speech: see the model card). None: no floor (seed180; cards written before the floor)."""
+    voicing_clarity: bool = True
+    """Rich set: two more features, the mean and deviation over speech frames of each
+    frame's voicing clarity: the peak of its normalised autocorrelation over the pitch lags
+    (the pitch detector's voicing strength; 1 = perfectly periodic, breathy or tense voices
+    lower). False: not computed (cards written before it)."""
     vad: VadParams = field(default_factory=VadParams)
 
     @classmethod
     def seed180(cls, **over: Any) -> "FeatureSpec":
         """The seed prototype's set with a streaming-friendly grid (hop divides 0.5 s)."""
         base = dict(set="seed180", n_fft=2048, win_length=2048, hop_length=500, center=False,
-                    n_mels=128, fmin=0.0, fmax=None, n_mfcc=40, spectral_floor_db=None)
+                    n_mels=128, fmin=0.0, fmax=None, n_mfcc=40, spectral_floor_db=None,
+                    voicing_clarity=False)
         base.update(over)
         return cls(**base)
 
@@ -62,7 +68,8 @@ class FeatureSpec:
         """Length of the feature vector this spec produces."""
         if self.set == "seed180":
             return self.n_mfcc + self.n_chroma + self.n_mels
-        return 3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14
+        return (3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14
+                + (2 if self.voicing_clarity else 0))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +85,7 @@ class FeatureSpec:
             raise ModelError(f"{where}.{unknown[0]}: unknown feature parameter")
         kw = dict(data)
         kw.setdefault("spectral_floor_db", None)   # cards from before the floor: none
+        kw.setdefault("voicing_clarity", False)    # cards from before the clarity: none
         if "vad" in kw:
             vad = kw["vad"]
             vknown = {f.name for f in fields(VadParams)}
@@ -109,6 +117,11 @@ class FeatureSpec:
                              f"[-200, 0] or absent, got {floor!r}")
         if floor is not None and self.set != "rich":
             raise ModelError(f"{where}.spectral_floor_db: only the rich set has a noise floor")
+        if not isinstance(self.voicing_clarity, bool):
+            raise ModelError(f"{where}.voicing_clarity: must be true or false, "
+                             f"got {self.voicing_clarity!r}")
+        if self.voicing_clarity and self.set != "rich":
+            raise ModelError(f"{where}.voicing_clarity: only the rich set has it")
         if self.set == "rich" and not (self.sample_rate / self.f0_max >= 2
                                        and self.sample_rate / self.f0_min < self.n_fft // 2):
             raise ModelError(f"{where}.f0_min: pitch lags must fit in half of n_fft")

@@ -83,16 +83,18 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     speech frames), then energy deviation and mean absolute energy difference, centroid and
     flatness mean/deviation, pitch mean/deviation, pitch slope (semitones/s, least squares
     over voiced frames), mean absolute pitch step between consecutive voiced frames, voicing
-    onsets per second of speech, speech onsets per second, voiced and speech fractions."""
+    onsets per second of speech, speech onsets per second, voiced and speech fractions, then
+    voicing clarity mean and deviation (if the spec has them)."""
     s = an.spec
     out = np.zeros(s.n_features, dtype=np.float32)
     n = len(speech)
     n_sp = int(np.count_nonzero(speech))
+    k_frac = s.n_features - 1 - (2 if s.voicing_clarity else 0)
     if n_sp < 3:
-        out[-1] = n_sp / n if n else 0.0
+        out[k_frac] = n_sp / n if n else 0.0   # the speech fraction
         return out
     nm, nc = s.n_mels, s.n_mfcc
-    k = nm + nc  # energy column; then centroid, flatness, pitch
+    k = nm + nc  # energy column; then centroid, flatness, pitch, voicing clarity
     hop_s = s.hop_length / s.sample_rate
     w = speech.astype(np.float32)
     w *= np.float32(1.0 / n_sp)
@@ -151,6 +153,8 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     s_on = (n_sp - int(speech[0]) - n_p) / (n * hop_s)
     out[o : o + 14] = (sd[k], d_e, mu[k + 1], sd[k + 1], mu[k + 2], sd[k + 2], f0_mean, f0_std,
                        slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
+    if s.voicing_clarity:
+        out[o + 14 : o + 16] = (mu[k + 4], sd[k + 4])
     return out
 
 

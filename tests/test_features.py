@@ -110,6 +110,37 @@ def test_white_noise_mostly_unvoiced():
     assert (col > 0).mean() < 0.2
 
 
+def test_voicing_clarity_falls_as_breath_noise_rises():
+    """The clarity column is ~1 for a periodic tone and falls with the noise mixed in; the
+    window features end with its mean and deviation over speech frames."""
+    tone = harmonic_tone(150.0, seconds=1.0)
+    noise = np.random.default_rng(5).standard_normal(len(tone)).astype(np.float32)
+    rms = np.sqrt(np.mean(tone.astype(np.float64) ** 2))
+    an = FrameAnalyzer(FeatureSpec())
+    medians, means = [], []
+    for snr_db in (None, 20.0, 6.0):
+        x = tone if snr_db is None else tone + noise * np.float32(rms * 10 ** (-snr_db / 20))
+        medians.append(float(np.median(an.analyze(an.frames(x))[:, -1])))
+        feats, speech = extract_window(x, an.spec, an)
+        assert speech > 0.9
+        means.append(float(feats[-2]))
+        assert 0 <= feats[-1] < 0.2   # a steady tone: small deviation
+    assert medians[0] > 0.95 and medians[0] > medians[1] > medians[2] > 0.3, medians
+    np.testing.assert_allclose(means, medians, atol=0.05)
+
+
+def test_voicing_clarity_off_leaves_the_old_layout(win3):
+    """Cards from before the clarity (voicing_clarity false): the 192 features as before,
+    the clarity column of the rows zero."""
+    on, off = FeatureSpec(), FeatureSpec(voicing_clarity=False)
+    a, fa = extract_window(win3, on)
+    b, fb = extract_window(win3, off)
+    assert (on.n_features, off.n_features) == (194, 192) and fa == fb
+    np.testing.assert_array_equal(a[:192], b)
+    an = FrameAnalyzer(off)
+    assert not an.analyze(an.frames(win3))[:, -1].any()
+
+
 @pytest.mark.parametrize("spec", [FeatureSpec(), FeatureSpec.seed180()], ids=["rich", "seed180"])
 def test_speech_fraction_silence_and_speech(spec, win3):
     _, silent = extract_window(np.zeros(2 * SR, np.float32), spec)
@@ -194,8 +225,8 @@ def test_grouped_analysis_gives_each_group_its_own_rows(clip, spec):
 
 
 def test_card_feature_table_and_its_errors():
-    """Cards store the spec; a card from before the noise floor means no floor; bad fields
-    are named."""
+    """Cards store the spec; a card from before the noise floor (the voicing clarity) means
+    no floor (no clarity); bad fields are named."""
     from aerd.errors import ModelError
 
     spec = FeatureSpec()
@@ -209,5 +240,12 @@ def test_card_feature_table_and_its_errors():
     seed = FeatureSpec.seed180().to_dict()
     with pytest.raises(ModelError, match=r"^features\.spectral_floor_db: only the rich set"):
         FeatureSpec.from_dict({**seed, "spectral_floor_db": -75.0})
+    old = {k: v for k, v in spec.to_dict().items() if k != "voicing_clarity"}
+    assert FeatureSpec.from_dict(old).voicing_clarity is False
+    assert FeatureSpec.from_dict(old).n_features == spec.n_features - 2
+    with pytest.raises(ModelError, match=r"^features\.voicing_clarity: must be true or false"):
+        FeatureSpec.from_dict({**spec.to_dict(), "voicing_clarity": "yes"})
+    with pytest.raises(ModelError, match=r"^features\.voicing_clarity: only the rich set"):
+        FeatureSpec.from_dict({**seed, "voicing_clarity": True})
     with pytest.raises(ModelError, match=r"^features\.n_fftt: unknown"):
         FeatureSpec.from_dict({**spec.to_dict(), "n_fftt": 1})
