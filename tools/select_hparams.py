@@ -124,14 +124,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="only these outer folds (1-based, e.g. 1,2)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    clips = ds.list_clips()
+    if args.outer and not all(1 <= k <= len(ev.FOLDS) for k in args.outer):
+        ap.error(f"argument --outer: folds are 1 to {len(ev.FOLDS)}, got {args.outer}")
+    try:
+        clips = ds.list_clips()
+    except ds.DataMissing as e:
+        print(f"select_hparams.py: {e}", file=sys.stderr)
+        return 2
     tab = tr.default_table(clips, FeatureSpec(), tr.DEFAULT_AUG)
     alphas, widths = args.alphas, args.hidden
     grid = [(h, a) for h in widths for a in alphas]
     outer = [[]] if args.final else ev.FOLDS
     if args.outer and not args.final:
-        if not all(1 <= k <= len(ev.FOLDS) for k in args.outer):
-            ap.error(f"argument --outer: folds are 1 to {len(ev.FOLDS)}, got {args.outer}")
         outer = [ev.FOLDS[k - 1] for k in args.outer]
     out = []
     if args.mix4:
