@@ -68,8 +68,12 @@ class FeatureSpec:
         """Length of the feature vector this spec produces."""
         if self.set == "seed180":
             return self.n_mfcc + self.n_chroma + self.n_mels
-        return (3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14
-                + (2 if self.voicing_clarity else 0))
+        return 3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14 + self.n_clarity
+
+    @property
+    def n_clarity(self) -> int:
+        """Voicing-clarity features at the end of the vector (mean, deviation) or none."""
+        return 2 if self.voicing_clarity else 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

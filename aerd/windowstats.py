@@ -89,9 +89,8 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     out = np.zeros(s.n_features, dtype=np.float32)
     n = len(speech)
     n_sp = int(np.count_nonzero(speech))
-    k_frac = s.n_features - 1 - (2 if s.voicing_clarity else 0)
     if n_sp < 3:
-        out[k_frac] = n_sp / n if n else 0.0   # the speech fraction
+        out[s.n_features - 1 - s.n_clarity] = n_sp / n if n else 0.0   # the speech fraction
         return out
     nm, nc = s.n_mels, s.n_mfcc
     k = nm + nc  # energy column; then centroid, flatness, pitch, voicing clarity
@@ -153,7 +152,7 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     s_on = (n_sp - int(speech[0]) - n_p) / (n * hop_s)
     out[o : o + 14] = (sd[k], d_e, mu[k + 1], sd[k + 1], mu[k + 2], sd[k + 2], f0_mean, f0_std,
                        slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
-    if s.voicing_clarity:
+    if s.n_clarity:
         out[o + 14 : o + 16] = (mu[k + 4], sd[k + 4])
     return out
 
