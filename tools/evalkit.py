@@ -230,6 +230,16 @@ def stream_predict(predict: Callable, audio: np.ndarray, spans: list[tuple[int, 
     return out
 
 
+def stream_labels(predict: Callable, clip_ids: np.ndarray, clips: list[ds.Clip],
+                  spec: FeatureSpec, window_s: float, hop_s: float, seed: int,
+                  noise_dbfs: float = GAP_DBFS) -> np.ndarray:
+    """Predicted class of each clip of ``clip_ids`` (in that order) from one continuous
+    stream of them (:func:`build_stream`, :func:`stream_predict`)."""
+    audio, spans = build_stream(clip_ids, clips, seed, noise_dbfs)
+    sp = stream_predict(predict, audio, spans, spec, window_s, hop_s)
+    return np.array([sp[ci].argmax() for ci in clip_ids])
+
+
 def onnx_predictor(blob: bytes) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 

@@ -49,9 +49,9 @@ if str(REPO) not in sys.path:
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
-from tools.evalkit import (ADAPT, FOLDS, accuracy, adapt_eval, adapt_rows, build_stream,  # noqa: E402
-                           clip_scores, fmt, labels_of, number_list, onnx_predictor, ref_std,
-                           stream_predict, summary, train_rows, with_prior)
+from tools.evalkit import (ADAPT, FOLDS, accuracy, adapt_eval, adapt_rows, clip_scores,  # noqa: E402
+                           fmt, labels_of, number_list, onnx_predictor, ref_std, stream_labels,
+                           summary, train_rows, with_prior)
 from tools.mixes import mix_columns, mix_labels, mix_predictor, parse_mix  # noqa: E402
 from tools.onnx_mlp import quantize_int8  # noqa: E402
 from tools.report import markdown, plot_confusions  # noqa: E402
@@ -165,10 +165,9 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
                 blob = tr.export_onnx(pipe, spec.n_features)
                 run = onnx_predictor(blob)
                 clip_p = clip_scores(run, tab, ids).argmax(1)
-                audio, spans = build_stream(ids, clips, cfg.seed + k)
-                sp = stream_predict(run, audio, spans, spec, tr.WINDOW_S, tr.HOP_S)
                 add("onnx_clip8", yc[ids], clip_p, 8)
-                add("stream8", yc[ids], np.array([sp[ci].argmax() for ci in ids]), 8)
+                add("stream8", yc[ids], stream_labels(run, ids, clips, spec, tr.WINDOW_S,
+                                                      tr.HOP_S, cfg.seed + k), 8)
         log(f"  fold {k + 1} (actors {test}): " + ", ".join(
             f"{n} {100 * v[-1]:.1f}" for n, v in acc.items() if n.endswith("_acc")
             and "postwarmup" not in n) + f"  [{time.time() - t0:.0f} s]")

@@ -2,7 +2,7 @@
 
 Per outer fold of tools/evaluate.py: the cold 8-class model of the default recipe (fold
 width/alpha as given), exported to ONNX; its accuracy on the held-out clips one by one, and
-on the evaluation's continuous stream of the same clips (tools/evalkit.build_stream, same
+on the evaluation's continuous stream of the same clips (tools/evalkit.stream_labels, same
 rule) with the white noise under the gaps and clips at each requested level (-150: about
 digital silence). Features come from the code in this checkout, so running it before and
 after a feature change shows what the change does to noise robustness.
@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         acc.setdefault("clips", []).append(
             float(np.mean(ek.clip_scores(run, tab, ids).argmax(1) == yc[ids])))
         for level in levels:
-            audio, spans = ek.build_stream(ids, clips, args.seed + k, noise_dbfs=level)
-            sp = ek.stream_predict(run, audio, spans, spec, tr.WINDOW_S, tr.HOP_S)
+            pred = ek.stream_labels(run, ids, clips, spec, tr.WINDOW_S, tr.HOP_S, args.seed + k,
+                                    noise_dbfs=level)
             acc.setdefault(f"stream, noise {level:g} dBFS", []).append(
-                float(np.mean([sp[ci].argmax() == yc[ci] for ci in ids])))
+                float(np.mean(pred == yc[ids])))
         print(f"fold {k + 1}: " + ", ".join(f"{n} {100 * v[-1]:.1f}" for n, v in acc.items()),
               flush=True)
     base = 100 * np.mean(acc["clips"])
