@@ -1,5 +1,6 @@
 """The training and evaluation tools reject a bad list option with argparse's error naming
-it (exit 2), before any data is read."""
+it (exit 2), before any data is read, and a data directory without RAVDESS clips with one
+line naming it (exit 2)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,18 @@ def test_good_lists_parse():
     assert number_list(float, 5)("3,3,0.3,3,1") == [3.0, 3.0, 0.3, 3.0, 1.0]
     assert number_list(int)("512") == [512]
     assert mix_list(2)("4x3+8,4") == ["4x3+8", "4"]
+
+
+@pytest.mark.parametrize("main,argv", [(train.main, []), (train.main, ["--evaluate"]),
+                                       (evaluate.main, []), (select_hparams.main, []),
+                                       (noise_check.main, [])],
+                         ids=["train", "train-evaluate", "evaluate", "select_hparams",
+                              "noise_check"])
+@pytest.mark.parametrize("exists", [True, False], ids=["empty", "absent"])
+def test_missing_data_is_one_line_naming_the_directory(main, argv, exists, tmp_path, capsys):
+    data = tmp_path / "ravdess"
+    if exists:
+        data.mkdir()
+    assert main([*argv, "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(data) in err[0] and "--data" in err[0], err
