@@ -1,7 +1,7 @@
 """Real PortAudio capture through a user-space PulseAudio server (tests/pulse_server.py).
 
-The capturing code runs in a subprocess: the server must be up and PULSE_SERVER set before
-``import sounddevice`` there. The parent plays a known clip into the null sink and checks it
+The capturing code runs in a subprocess (tests/capture_child.py): the server must be up and
+PULSE_SERVER set before ``import sounddevice`` there. The parent plays a known clip into the null sink and checks it
 comes back through ``sd.InputStream`` (callback mode, default input, 16 kHz mono).
 
 Run with ``-s`` to see the measurements (server start, loss detection, reopen).
@@ -21,166 +21,15 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from capture_child import RATE, RECORD_S, STALE_S  # noqa: E402
 from pulse_server import PulseServer, pulse_available  # noqa: E402
 
 _skip = pulse_available()
 pytestmark = pytest.mark.skipif(_skip is not None, reason=_skip or "")
 
-RATE = 16000
-RECORD_S = 3.0
+CHILD = Path(__file__).with_name("capture_child.py")
 MIN_CORR = 0.9
 DETECT_LIMIT_S = 2.0
-STALE_S = 0.2  # the child calls its callback clock stale after this long without a callback
-
-# --------------------------------------------------------------------------------------------
-# The capturing process. Protocol: one line per event on stdout, "TAG payload".
-#   record OUT.npy          DEVICES, READY (first callback), DONE json
-#   loss OUT.npy            DEVICES, READY, LOST json, CLOSED, OPEN_WHILE_DOWN json,
-#                           (waits for "RESTARTED" on stdin), REOPENED json, READY, DONE json
-#   cold                    DEVICES (server down at import), (waits for "STARTED"),
-#                           PLAIN json, REINIT json
-# --------------------------------------------------------------------------------------------
-CHILD = r'''
-import json, select, sys, threading, time
-import numpy as np
-import sounddevice as sd
-
-RATE, RECORD_S, STALE_S = %(RATE)d, %(RECORD_S)r, %(STALE_S)r
-
-def say(tag, payload=""):
-    if not isinstance(payload, str):
-        payload = json.dumps(payload)
-    print(tag, payload, flush=True)
-
-def wait_parent(expected, timeout=20.0):
-    r, _, _ = select.select([sys.stdin], [], [], timeout)
-    line = sys.stdin.readline().strip() if r else ""
-    if line != expected:
-        say("ERROR", f"waited for {expected!r}, got {line!r}")
-        sys.exit(3)
-
-def devices():
-    return [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
-
-class Recorder:
-    """Callback-mode InputStream on the default input; keeps the audio and a callback clock."""
-
-    def __init__(self, seconds):
-        self.buf = np.zeros(int(RATE * seconds) + RATE, dtype=np.float32)
-        self.n = 0            # frames delivered since start
-        self.keep = False     # store frames into buf from now on
-        self.kept = 0
-        self.last = 0.0       # time.monotonic() of the last callback
-        self.status = []
-        self.finished = None  # time finished_callback fired
-        self.stream = sd.InputStream(samplerate=RATE, channels=1, dtype="float32",
-                                     callback=self.cb, finished_callback=self.fin)
-
-    def cb(self, indata, frames, t, status):
-        self.last = time.monotonic()
-        self.n += frames
-        if status:
-            self.status.append(str(status))
-        if self.keep:
-            k = min(frames, len(self.buf) - self.kept)
-            self.buf[self.kept:self.kept + k] = indata[:k, 0]
-            self.kept += k
-
-    def fin(self):
-        self.finished = time.monotonic()
-
-    def start(self, timeout=5.0):
-        t0 = time.monotonic()
-        self.stream.start()
-        while self.n == 0:
-            if time.monotonic() - t0 > timeout:
-                say("ERROR", "no callback within %%s s" %% timeout)
-                sys.exit(4)
-            time.sleep(0.002)
-        return time.monotonic() - t0
-
-    def record(self, seconds, out):
-        self.keep = True
-        say("READY", {"t": time.monotonic()})
-        deadline = time.monotonic() + seconds + 5.0
-        want = int(RATE * seconds)
-        while self.kept < want and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.keep = False
-        np.save(out, self.buf[:min(self.kept, want)])
-        return {"frames": int(min(self.kept, want)), "status": self.status}
-
-def main():
-    mode = sys.argv[1]
-    say("DEVICES", {"all": [d["name"] for d in sd.query_devices()], "input": devices(),
-                    "default": list(sd.default.device)})
-    if mode == "record":
-        r = Recorder(RECORD_S)
-        first = r.start()
-        res = r.record(RECORD_S, sys.argv[2])
-        r.stream.close()
-        say("DONE", dict(res, first_callback_s=first))
-
-    elif mode == "loss":
-        r = Recorder(1.0)
-        r.start()
-        say("READY", {"t": time.monotonic()})
-        t_inactive = t_stale = None
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and (t_inactive is None or t_stale is None):
-            now = time.monotonic()
-            if t_inactive is None and not r.stream.active:
-                t_inactive = now
-            if t_stale is None and now - r.last > STALE_S:
-                t_stale = now
-            time.sleep(0.002)
-        say("LOST", {"inactive": t_inactive, "stale": t_stale, "last_callback": r.last,
-                     "finished_callback": r.finished, "status": r.status,
-                     "active": r.stream.active, "stopped": r.stream.stopped})
-        t0 = time.monotonic()
-        r.stream.close()
-        say("CLOSED", {"s": time.monotonic() - t0})
-        try:
-            s = sd.InputStream(samplerate=RATE, channels=1, dtype="float32")
-            s.start(); s.close()
-            say("OPEN_WHILE_DOWN", {"error": None})
-        except Exception as e:
-            say("OPEN_WHILE_DOWN", {"error": f"{type(e).__name__}: {e}"})
-        wait_parent("RESTARTED")
-        how, err = "plain", None
-        try:
-            r2 = Recorder(RECORD_S)
-        except Exception as e:  # device list stale: re-scan
-            err = f"{type(e).__name__}: {e}"
-            how = "reinit"
-            sd._terminate(); sd._initialize()
-            r2 = Recorder(RECORD_S)
-        first = r2.start()
-        say("REOPENED", {"how": how, "plain_error": err, "first_callback_s": first,
-                         "input": devices()})
-        res = r2.record(RECORD_S, sys.argv[2])
-        r2.stream.close()
-        say("DONE", res)
-
-    elif mode == "cold":
-        wait_parent("STARTED")
-        try:
-            r = Recorder(1.0); r.start(); r.stream.close()
-            say("PLAIN", {"error": None})
-        except Exception as e:
-            say("PLAIN", {"error": f"{type(e).__name__}: {e}"})
-        sd._terminate(); sd._initialize()
-        r = Recorder(1.0)
-        r.start()
-        n0, t0 = r.n, time.monotonic()
-        time.sleep(1.0)
-        rate = (r.n - n0) / (time.monotonic() - t0)
-        r.stream.close()
-        say("REINIT", {"input": devices(), "frames_per_s": rate})
-
-main()
-''' % {"RATE": RATE, "RECORD_S": RECORD_S, "STALE_S": STALE_S}
-
 
 class Child:
     """The capturing subprocess, with bounded line-by-line waits."""
@@ -285,13 +134,6 @@ def clip_wav(tmp_path):
 
 
 @pytest.fixture
-def child_script(tmp_path):
-    path = tmp_path / "capture_child.py"
-    path.write_text(CHILD)
-    return path
-
-
-@pytest.fixture
 def pulse(tmp_path):
     server = PulseServer(tmp_path / "pulse")
     children: list[Child] = []
@@ -315,11 +157,11 @@ def spawn(server: PulseServer, script: Path, *args: str) -> Child:
 # Tests
 # --------------------------------------------------------------------------------------------
 
-def test_clip_played_into_sink_is_captured(pulse, clip_wav, child_script, tmp_path):
+def test_clip_played_into_sink_is_captured(pulse, clip_wav, tmp_path):
     pulse.start()
     print(f"\n[pulse] server start (spawn -> pactl info answers): {pulse.start_time * 1000:.0f} ms")
     out = tmp_path / "rec.npy"
-    child = spawn(pulse, child_script, "record", str(out))
+    child = spawn(pulse, CHILD, "record", str(out))
     devs = child.expect("DEVICES")
     print(f"[pulse] sd.query_devices(): {devs['all']}, default (in, out): {devs['default']}")
     assert "default" in devs["input"] and "pulse" in devs["input"], devs
@@ -339,10 +181,10 @@ def test_clip_played_into_sink_is_captured(pulse, clip_wav, child_script, tmp_pa
     assert corr > MIN_CORR, f"clip not recovered: peak NCC {corr:.3f} at lag {lag}"
 
 
-def test_device_loss_is_detected_and_stream_reopens(pulse, clip_wav, child_script, tmp_path):
+def test_device_loss_is_detected_and_stream_reopens(pulse, clip_wav, tmp_path):
     pulse.start()
     out = tmp_path / "rec_after_restart.npy"
-    child = spawn(pulse, child_script, "loss", str(out))
+    child = spawn(pulse, CHILD, "loss", str(out))
     child.expect("DEVICES")
     child.expect("READY")
     time.sleep(0.5)  # let it run
@@ -382,16 +224,16 @@ def test_device_loss_is_detected_and_stream_reopens(pulse, clip_wav, child_scrip
     done = child.expect("DONE", timeout=RECORD_S + 10)
     assert child.finish() == 0
     rec = np.load(out)
-    assert len(rec) == int(RATE * RECORD_S)
+    assert done["frames"] == int(RATE * RECORD_S) == len(rec), done
     corr, lag = best_match(rec, make_clip())
     print(f"[pulse] after reopen: clip recovered with peak NCC {corr:.4f} "
           f"at {lag / RATE * 1000:.0f} ms into the recording")
     assert corr > MIN_CORR
 
 
-def test_portaudio_initialised_before_server_needs_reinit(pulse, child_script):
+def test_portaudio_initialised_before_server_needs_reinit(pulse):
     """The daemon may start before the sound server: PortAudio then sees no devices at all."""
-    child = spawn(pulse, child_script, "cold")
+    child = spawn(pulse, CHILD, "cold")
     devs = child.expect("DEVICES")
     assert "pulse" not in devs["all"] and "default" not in devs["all"], devs
     pulse.start()
