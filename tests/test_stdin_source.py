@@ -1,0 +1,129 @@
+"""The stdin source: raw s16le PCM on a real pipe or a byte stream: chunking, odd trailing
+bytes, downmix, rate conversion, read timeouts, and arbitrary bytes (fuzzed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aerd.sources import StdinSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from source_helpers import RATE, peak_hz, read_all, tone  # noqa: E402
+
+
+def pipe_source(payload: bytes, schedule, **kw):
+    """A StdinSource on a real pipe; a thread writes ``payload`` in pieces given by ``schedule``."""
+    r, w = os.pipe()
+    rf = os.fdopen(r, "rb", buffering=0)
+
+    def writer():
+        pos, i = 0, 0
+        while pos < len(payload):
+            n = schedule(i)
+            os.write(w, payload[pos : pos + n])
+            pos += n
+            i += 1
+        os.close(w)
+
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    return StdinSource(rf, **kw), th, rf
+
+
+def s16(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1 - 1 / 32768) * 32768).round().astype("<i2").tobytes()
+
+
+def test_stdin_pipe_odd_chunking_and_trailing_byte():
+    x = tone(RATE, 0.25, amp=0.3)
+    payload = s16(x) + b"\x01"              # one trailing odd byte
+    # first 301 writes are single bytes, then odd-sized pieces
+    src, th, rf = pipe_source(payload, lambda i: 1 if i < 301 else 777, in_rate=RATE, rate=RATE,
+                              block_s=0.01)
+    y = read_all(src, timeout=2.0)
+    th.join(5)
+    rf.close()
+    assert len(y) == len(x)
+    np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
+    assert src.bad_frames == 1 and src.state == "ended"
+
+
+def test_stdin_whole_frames_have_no_bad_frames():
+    src, th, rf = pipe_source(s16(tone(RATE, 0.1)), lambda i: 333, in_rate=RATE, rate=RATE)
+    y = read_all(src)
+    th.join(5)
+    rf.close()
+    assert len(y) == 1600 and src.bad_frames == 0
+
+
+def test_stdin_stereo_downmix():
+    left, right = tone(RATE, 0.2, 440, amp=0.5), tone(RATE, 0.2, 2000, amp=0.25)
+    inter = np.stack([left, right], 1).reshape(-1)
+    payload = s16(inter) + b"\x00\x00\x00"   # 3 trailing bytes: not a whole stereo frame
+    src, th, rf = pipe_source(payload, lambda i: 1001, in_rate=RATE, rate=RATE, channels=2)
+    y = read_all(src)
+    th.join(5)
+    rf.close()
+    assert len(y) == len(left)
+    ql, qr = (np.frombuffer(s16(c), "<i2") / 32768.0 for c in (left, right))
+    np.testing.assert_allclose(y, (ql + qr) / 2, atol=1e-6)
+    assert src.bad_frames == 1
+
+
+def test_stdin_rate_conversion_8k_to_16k():
+    x = tone(8000, 0.5, freq=1000, amp=0.5)
+    src, th, rf = pipe_source(s16(x), lambda i: 999, in_rate=8000, rate=RATE)
+    y = read_all(src)
+    th.join(5)
+    rf.close()
+    assert abs(len(y) - 0.5 * RATE) <= 0.01 * 0.5 * RATE
+    mid = y[len(y) // 4 : 3 * len(y) // 4]
+    assert abs(peak_hz(mid, RATE) - 1000.0) <= 2 * RATE / len(mid)
+
+
+def test_stdin_read_timeout_returns_none():
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as rf:
+        src = StdinSource(rf, in_rate=RATE, rate=RATE)
+        t = time.monotonic()
+        assert src.read(timeout=0.05) is None and not src.ended
+        assert time.monotonic() - t < 1.0
+        os.close(w)
+        assert len(src.read(timeout=1.0)) == 0 and src.ended
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.binary(max_size=3000), channels=st.integers(1, 3),
+       block_s=st.sampled_from([0.0001, 0.003, 0.05]))
+def test_fuzz_stdin_bytes(data, channels, block_s):
+    src = StdinSource(io.BytesIO(data), in_rate=RATE, rate=RATE, channels=channels, block_s=block_s)
+    y = read_all(src, timeout=0)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    assert np.all(np.abs(y) <= 1.0)
+    frame = 2 * channels
+    assert len(y) == len(data) // frame
+    assert src.bad_frames == (1 if len(data) % frame else 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.binary(max_size=3000))
+def test_fuzz_stdin_bytes_resampled(data):
+    src = StdinSource(io.BytesIO(data), in_rate=8000, rate=RATE)
+    y = read_all(src, timeout=0)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    assert abs(len(y) - 2 * (len(data) // 2)) <= 2
+
+
+def test_resampled_output_stays_in_range():
+    d = np.tile(np.array([32767, 32767, -32768, -32768], "<i2"), 500).tobytes()
+    y = read_all(StdinSource(io.BytesIO(d), in_rate=8000, rate=RATE), timeout=0)
+    assert np.abs(y).max() <= 1.0
