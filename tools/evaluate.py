@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
+from tools import seed_eval  # noqa: E402
 from tools.evalkit import (ADAPT, FOLDS, accuracy, adapt_eval, adapt_rows, clip_scores,  # noqa: E402
                            fmt, labels_of, number_list, onnx_predictor, ref_std, stream_labels,
                            summary, train_rows, with_prior)
@@ -177,58 +178,6 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
     return res
 
 
-def seed_lao(clips: list[ds.Clip], seed: int = 0) -> dict[str, Any]:
-    """The seed recipe (whole-clip seed180, MLP 300) under leave-actors-out CV."""
-    from tools import train as tr
-
-    tab = ds.extract_table(clips, FeatureSpec.seed180())
-    actor = np.array([c.actor for c in clips])
-    acc: dict[str, list[float]] = {}
-    for test in FOLDS:
-        train = [a for a in range(1, 21) if a not in test]
-        for classes, tag in ((ds.EMOTIONS, "8"), (ds.SEED4, "4")):
-            yc = labels_of(clips, classes)
-            X, y = train_rows(tab, clips, yc, train)
-            pipe = tr.fit(tr.make_pipeline(tr.SEED_MLP, seed), X, y)
-            m = np.isin(actor[tab.clip], test) & (yc[tab.clip] >= 0)
-            a, u, _ = accuracy(yc[tab.clip[m]], pipe.predict(tab.X[m]), len(classes))
-            acc.setdefault(f"seed{tag}_acc", []).append(a)
-            acc.setdefault(f"seed{tag}_ua", []).append(u)
-    return {"summary": {n: summary(v) for n, v in acc.items()}}
-
-
-def seed_protocol(clips: list[ds.Clip], cfg: Config, repeats: int = 5) -> dict[str, Any]:
-    """Seed protocol (4 classes, random 75/25 split of clips) for the seed recipe and ours."""
-    from sklearn.model_selection import train_test_split
-
-    from tools import train as tr
-
-    yc = labels_of(clips, ds.SEED4)
-    ids = np.flatnonzero(yc >= 0)
-    stab = ds.extract_table(clips, FeatureSpec.seed180())
-    rtab = tr.default_table(clips, FeatureSpec(), cfg.n_aug, cfg.speeds)
-    acc: dict[str, list[float]] = {}
-    for r in range(repeats):
-        tr_ids, te_ids = train_test_split(ids, test_size=0.25, random_state=r)
-        m = np.isin(stab.clip, tr_ids)
-        pipe = tr.fit(tr.make_pipeline(tr.SEED_MLP, r), stab.X[m], yc[stab.clip[m]])
-        mt = np.isin(stab.clip, te_ids)
-        a, u, _ = accuracy(yc[stab.clip[mt]], pipe.predict(stab.X[mt]), 4)
-        acc.setdefault("seed_acc", []).append(a)
-        acc.setdefault("seed_ua", []).append(u)
-        m = np.isin(rtab.clip, tr_ids)
-        pipe = tr.fit(tr.make_pipeline(cfg.mlp, r), rtab.X[m], yc[rtab.clip[m]])
-        a, u, _ = accuracy(yc[te_ids], clip_scores(pipe.predict_proba, rtab, te_ids).argmax(1), 4)
-        acc.setdefault("ours_acc", []).append(a)
-        acc.setdefault("ours_ua", []).append(u)
-        # the seed's own terms: our features, the seed's MLP settings
-        pipe = tr.fit(tr.make_pipeline(tr.SEED_MLP, r), rtab.X[m], yc[rtab.clip[m]])
-        a, u, _ = accuracy(yc[te_ids], clip_scores(pipe.predict_proba, rtab, te_ids).argmax(1), 4)
-        acc.setdefault("ours_seedmlp_acc", []).append(a)
-        acc.setdefault("ours_seedmlp_ua", []).append(u)
-    return {"summary": {n: summary(v) for n, v in acc.items()}}
-
-
 def run_all(clips: list[ds.Clip], cfg: Config, out_dir: Path | None = None,
             log=print) -> dict[str, Any]:
     """All protocols; writes confusion.png and MODEL_CARD.md into ``out_dir`` if given."""
@@ -236,9 +185,9 @@ def run_all(clips: list[ds.Clip], cfg: Config, out_dir: Path | None = None,
     log("leave-actors-out (default recipe, cold/adapted, stream):")
     lres = lao(clips, cfg, log)
     log(f"seed recipe, leave-actors-out ... [{time.time() - t0:.0f} s]")
-    sl = seed_lao(clips, cfg.seed)
+    sl = seed_eval.seed_lao(clips, cfg.seed)
     log(f"seed protocol ... [{time.time() - t0:.0f} s]")
-    sp = seed_protocol(clips, cfg)
+    sp = seed_eval.seed_protocol(clips, cfg)
     result = {"lao": lres, "seed_lao": sl, "seed_protocol": sp}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
