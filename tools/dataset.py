@@ -10,6 +10,7 @@ CC BY-NC-SA 4.0. Extracted features are cached under ``<repo>/cache/`` (gitignor
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -80,6 +81,23 @@ def list_clips(data_dir: str | Path = DEFAULT_DATA) -> list[Clip]:
     if not clips:
         raise DataMissing(f"no RAVDESS clips (Actor_*/03-01-*.flac) under {root}")
     return clips
+
+
+def add_data_option(ap: argparse.ArgumentParser) -> None:
+    """The tools' ``--data DIR`` option (default: ../shared/data/ravdess-16k)."""
+    ap.add_argument("--data", default=str(DEFAULT_DATA),
+                    help="RAVDESS 16 kHz directory with Actor_XX/ folders "
+                         "(default: ../shared/data/ravdess-16k relative to the repo)")
+
+
+def clips_or_none(data_dir: str | Path, prog: str) -> list[Clip] | None:
+    """:func:`list_clips`, or None after one line on stderr naming the directory (the
+    tools then exit 2)."""
+    try:
+        return list_clips(data_dir)
+    except DataMissing as e:
+        print(f"{prog}: {e} (use --data DIR)", file=sys.stderr)
+        return None
 
 
 def load_audio(path: str | Path) -> np.ndarray:

@@ -210,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description="Evaluate aerd's training recipe on RAVDESS "
                                  "(leave-actors-out CV, seed protocol, streaming, adaptation).")
-    ap.add_argument("--data", default=str(ds.DEFAULT_DATA),
-                    help="RAVDESS 16 kHz directory (default: ../shared/data/ravdess-16k)")
+    ds.add_data_option(ap)
     ap.add_argument("--aug", type=int, default=tr.DEFAULT_AUG, help="augmented copies per clip")
     ap.add_argument("--hidden", default=None, type=number_list(int),
                     help="MLP hidden sizes, e.g. 256 or 256,128")
@@ -224,10 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="write models/confusion.png and models/MODEL_CARD.md")
     ap.add_argument("--json", default=None, help="also write all results to this JSON file")
     args = ap.parse_args(argv)
-    try:
-        clips = ds.list_clips(args.data)
-    except ds.DataMissing as e:
-        print(f"evaluate.py: {e} (use --data DIR)", file=sys.stderr)
+    clips = ds.clips_or_none(args.data, "evaluate.py")
+    if clips is None:
         return 2
     mlp = dict(tr.DEFAULT_MLP)
     if args.hidden:

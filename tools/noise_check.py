@@ -45,14 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                     type=ek.number_list(int, len(ek.FOLDS)),
                     help="width per outer fold (default: the shipped nested choice)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", default=str(ds.DEFAULT_DATA),
-                    help="RAVDESS 16 kHz directory (default: ../shared/data/ravdess-16k)")
+    ds.add_data_option(ap)
     args = ap.parse_args(argv)
     levels, alphas, widths = args.noise_dbfs, args.fold_alpha, args.fold_hidden
-    try:
-        clips = ds.list_clips(args.data)
-    except ds.DataMissing as e:
-        print(f"noise_check.py: {e} (use --data DIR)", file=sys.stderr)
+    clips = ds.clips_or_none(args.data, "noise_check.py")
+    if clips is None:
         return 2
     spec = FeatureSpec()
     tab = tr.default_table(clips, spec, tr.DEFAULT_AUG)

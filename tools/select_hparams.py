@@ -122,16 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                                 " for the 8-class members"))
     ap.add_argument("--outer", default=None, type=ev.number_list(int),
                     help="only these outer folds (1-based, e.g. 1,2)")
-    ap.add_argument("--data", default=str(ds.DEFAULT_DATA),
-                    help="RAVDESS 16 kHz directory (default: ../shared/data/ravdess-16k)")
+    ds.add_data_option(ap)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.outer and not all(1 <= k <= len(ev.FOLDS) for k in args.outer):
         ap.error(f"argument --outer: folds are 1 to {len(ev.FOLDS)}, got {args.outer}")
-    try:
-        clips = ds.list_clips(args.data)
-    except ds.DataMissing as e:
-        print(f"select_hparams.py: {e} (use --data DIR)", file=sys.stderr)
+    clips = ds.clips_or_none(args.data, "select_hparams.py")
+    if clips is None:
         return 2
     tab = tr.default_table(clips, FeatureSpec(), tr.DEFAULT_AUG)
     alphas, widths = args.alphas, args.hidden

@@ -215,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description="Train aerd's emotion models on RAVDESS speech (actors 01-20) and write "
                     "ONNX bundles (<name>.onnx + <name>.json card) to models/.")
-    ap.add_argument("--data", default=str(ds.DEFAULT_DATA),
-                    help="RAVDESS 16 kHz directory with Actor_XX/ folders "
-                         "(default: ../shared/data/ravdess-16k relative to the repo)")
+    ds.add_data_option(ap)
     ap.add_argument("--models", default=str(MODELS), help="output directory (default: models/)")
     ap.add_argument("--only", choices=("seed180", "default", "all"), default="all",
                     help="which bundle(s) to train (default: all)")
@@ -251,10 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     mlp = dict(DEFAULT_MLP) if args.alpha is None else {**DEFAULT_MLP, "alpha": args.alpha}
     if args.hidden:
         mlp["hidden_layer_sizes"] = (args.hidden,)
-    try:
-        clips = ds.list_clips(args.data)
-    except ds.DataMissing as e:
-        print(f"train.py: {e} (use --data DIR)", file=sys.stderr)
+    clips = ds.clips_or_none(args.data, "train.py")
+    if clips is None:
         return 2
     t0 = time.time()
     metrics: dict[str, Any] = {}
