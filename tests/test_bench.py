@@ -1,9 +1,11 @@
 """tools/bench.py runs end to end (4 minutes of audio, 2 runs: enough for the marginal CPU cost
-to stand clear of start-up noise; figures are checked for sanity, not speed)."""
+to stand clear of start-up noise; figures are checked for sanity, not speed). The tools leave
+nothing behind in the temporary directory."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +15,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def private_tmp(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An empty directory and an environment whose TMPDIR it is."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    return tmp, dict(os.environ, TMPDIR=str(tmp))
+
+
 @pytest.mark.timeout(300)
 def test_bench_runs_side_by_side(tmp_path):
     pytest.importorskip("librosa", reason="the seed-style reference needs librosa (pip install '.[test]')")
     out = tmp_path / "bench.json"
+    tmp, env = private_tmp(tmp_path)
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--minutes", "4",
                         "--latency-seconds", "4", "--repeats", "2", "--models", "default,seed180",
-                        "--out", str(out)], capture_output=True, text=True, timeout=280, cwd=ROOT)
+                        "--out", str(out)], capture_output=True, text=True, timeout=280, cwd=ROOT,
+                       env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(tmp.iterdir()), "bench.py left files behind"
     res = json.loads(out.read_text())
     names = [row["name"] for row in res["rows"]]
     assert names == ["aerd (default)", "aerd (seed180)", "seed-style (librosa+sklearn)"]
@@ -39,9 +51,11 @@ def test_stages_breakdown(tmp_path, clip):
 
     wav = tmp_path / "speech.wav"
     sf.write(wav, np.resize(np.asarray(clip, np.float32), 30 * 16000), 16000, subtype="PCM_16")
+    tmp, env = private_tmp(tmp_path)
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "stages.py"), str(wav), "--model", "seed180"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(tmp.iterdir()), "stages.py left files behind"
     ms = {line[:40].strip(): float(line[40:]) for line in r.stdout.splitlines()[1:]}
     assert {"file reading", "model (onnxruntime)", "window statistics", "whole loop"} <= set(ms)
     parts = sum(v for k, v in ms.items() if k != "whole loop")

@@ -75,10 +75,14 @@ def _vm_hwm_mb(pid: int) -> float:
 
 def run_measured(cmd: list[str], notify: bool = False) -> dict:
     """Run a child; return its CPU seconds, wall seconds, peak RSS (MB), READY time, stdout."""
+    with tempfile.TemporaryDirectory(prefix="aerd-bench-") as d:
+        return _run_measured(cmd, d if notify else None)
+
+
+def _run_measured(cmd: list[str], d: str | None) -> dict:
     env = _env()
     sock = None
-    if notify:
-        d = tempfile.mkdtemp()
+    if d is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(f"{d}/notify")
         sock.settimeout(60)
@@ -106,6 +110,8 @@ def run_measured(cmd: list[str], notify: bool = False) -> dict:
     wall = done - t0
     out_file.seek(0)
     out = out_file.read()
+    if sock is not None:
+        sock.close()
     if status != 0:
         sys.exit(f"bench: {' '.join(cmd)} failed with status {status}")
     # Peak RSS from the child's own VmHWM (after exec): ru_maxrss would include the parent's
@@ -117,7 +123,7 @@ def run_measured(cmd: list[str], notify: bool = False) -> dict:
 def bench_aerd(model: str, long_wav: Path, short_wav: Path, long_s: float, short_s: float,
                repeats: int = 3) -> dict:
     base = [sys.executable, "-m", "aerd", "run", "--fast", "--model", model, "--log-level", "warning"]
-    ep = f"ipc://{tempfile.mkdtemp()}/bench.sock"
+    ep = f"ipc://{long_wav.parent}/bench.sock"
     audio = long_s - short_s
     # one untimed run first: bytecode compilation and a cold page cache belong to no figure
     run_measured(base + ["--input", str(short_wav), "--endpoint", ep], notify=True)
@@ -143,8 +149,9 @@ def bench_seed(long_wav: Path) -> dict:
             "ready_s": res["ready_s"], "startup_cpu_s": r["cpu_s"] - res["cpu_s"]}
 
 
-def bench_latency(seconds: float, model: str) -> dict:
-    """Feed PCM to `aerd run --input -` at real-time pace in 10 ms blocks; time each event."""
+def bench_latency(seconds: float, model: str, work: Path) -> dict:
+    """Feed PCM to `aerd run --input -` at real-time pace in 10 ms blocks; time each event
+    (the PUB socket in ``work``)."""
     import zmq
 
     clips = sorted(SHARED.glob("Actor_*/*.flac")) or sorted((REPO / "tests" / "data").glob("*.flac"))
@@ -156,7 +163,7 @@ def bench_latency(seconds: float, model: str) -> dict:
         if n > seconds * 16000:
             break
     pcm = (np.clip(np.concatenate(parts)[: int(seconds * 16000)], -1, 1) * 32767).astype("<i2")
-    ep = f"ipc://{tempfile.mkdtemp()}/lat.sock"
+    ep = f"ipc://{work}/lat.sock"
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"emotion")
@@ -209,15 +216,19 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs per aerd model (median reported)")
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="aerd-bench-"))
-    long_wav, short_wav = work / "long.wav", work / "short.wav"
-    long_s = build_audio(long_wav, args.minutes)
-    short_s = build_audio(short_wav, 4.0 / 60)
-    print(f"audio: {long_s / 60:.1f} min 16 kHz PCM WAV ({long_wav})", flush=True)
-    rows = [bench_aerd(m, long_wav, short_wav, long_s, short_s, args.repeats)
-            for m in args.models.split(",")]
-    if not args.skip_seed:
-        rows.append(bench_seed(long_wav))
+    # the audio and the sockets live in one temporary directory, removed at the end
+    with tempfile.TemporaryDirectory(prefix="aerd-bench-") as tmp:
+        work = Path(tmp)
+        long_wav, short_wav = work / "long.wav", work / "short.wav"
+        long_s = build_audio(long_wav, args.minutes)
+        short_s = build_audio(short_wav, 4.0 / 60)
+        print(f"audio: {long_s / 60:.1f} min 16 kHz PCM WAV (temporary)", flush=True)
+        rows = [bench_aerd(m, long_wav, short_wav, long_s, short_s, args.repeats)
+                for m in args.models.split(",")]
+        if not args.skip_seed:
+            rows.append(bench_seed(long_wav))
+        lat = (bench_latency(args.latency_seconds, args.models.split(",")[0], work)
+               if args.latency_seconds > 0 else {})
     print(f"\n{'pipeline':32} {'CPU ms/audio s':>15} {'RTF':>9} {'peak RSS MB':>12} {'ready s':>8}")
     for r in rows:
         runs = "  (runs: " + ", ".join(f"{v:.3f}" for v in r["cpu_ms_runs"]) + ")" if "cpu_ms_runs" in r else ""
@@ -227,7 +238,6 @@ def main() -> int:
         ref = rows[-1]["cpu_ms_per_audio_s"]
         for r in rows[:-1]:
             print(f"{r['name']} is {ref / r['cpu_ms_per_audio_s']:.0f}x cheaper than the seed-style pipeline")
-    lat = bench_latency(args.latency_seconds, args.models.split(",")[0]) if args.latency_seconds > 0 else {}
     if lat:
         print(f"\nreal-time stdin input, hop end -> event at a subscriber: {lat.get('events')} events, "
               f"p50 {lat.get('p50_ms', float('nan')):.2f} ms, p99 {lat.get('p99_ms', float('nan')):.2f} ms, "

@@ -32,6 +32,13 @@ def rss_mb(pid: int) -> float:
 
 
 def soak(hours: float, every_s: float, model: str = "default") -> list[tuple[float, float]]:
+    """RSS of the daemon (MB) every ``every_s`` seconds of audio over ``hours`` of it; its
+    socket and state directory are temporary."""
+    with tempfile.TemporaryDirectory(prefix="aerd-soak-") as tmp:
+        return _soak(hours, every_s, model, Path(tmp))
+
+
+def _soak(hours: float, every_s: float, model: str, tmp: Path) -> list[tuple[float, float]]:
     clips = sorted(SHARED.glob("Actor_*/*.flac"))[:40] or sorted((REPO / "tests" / "data").glob("*.flac"))
     pieces = []
     for c in clips:
@@ -39,10 +46,9 @@ def soak(hours: float, every_s: float, model: str = "default") -> list[tuple[flo
         pieces += [y.mean(axis=1) if y.ndim > 1 else y, np.zeros(8000, np.float32)]
     loop = (np.clip(np.concatenate(pieces), -1, 1) * 32767).astype("<i2")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    ep = f"ipc://{tempfile.mkdtemp()}/soak.sock"
     proc = subprocess.Popen([sys.executable, "-m", "aerd", "run", "--input", "-", "--model", model,
-                             "--endpoint", ep, "--log-level", "warning",
-                             "--state-dir", tempfile.mkdtemp()],
+                             "--endpoint", f"ipc://{tmp}/soak.sock", "--log-level", "warning",
+                             "--state-dir", str(tmp / "state")],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     total = int(hours * 3600 * 16000)
     step = int(every_s * 16000)

@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     totals: dict[str, float] = {}
     for name, owner, attr in STAGES:
         setattr(owner, attr, _timed(getattr(owner, attr), name, totals))
-    ep = f"ipc://{tempfile.mkdtemp()}/stages.sock"
-    status = cli.main(["run", "--fast", "--model", args.model, "--log-level", "warning",
-                       "--input", args.audio, "--endpoint", ep])
+    with tempfile.TemporaryDirectory(prefix="aerd-stages-") as tmp:
+        status = cli.main(["run", "--fast", "--model", args.model, "--log-level", "warning",
+                           "--input", args.audio, "--endpoint", f"ipc://{tmp}/stages.sock"])
     if status:
         return status
     print(f"{args.model}, {seconds:.0f} s of audio, CPU ms per audio second:")
