@@ -75,8 +75,10 @@ def _vm_hwm_mb(pid: int) -> float:
 
 def run_measured(cmd: list[str], notify: bool = False) -> dict:
     """Run a child; return its CPU seconds, wall seconds, peak RSS (MB), READY time, stdout."""
-    with tempfile.TemporaryDirectory(prefix="aerd-bench-") as d:
-        return _run_measured(cmd, d if notify else None)
+    if not notify:
+        return _run_measured(cmd, None)
+    with tempfile.TemporaryDirectory(prefix="aerd-bench-") as d:   # the notify socket
+        return _run_measured(cmd, d)
 
 
 def _run_measured(cmd: list[str], d: str | None) -> dict:
@@ -123,7 +125,7 @@ def _run_measured(cmd: list[str], d: str | None) -> dict:
 def bench_aerd(model: str, long_wav: Path, short_wav: Path, long_s: float, short_s: float,
                repeats: int = 3) -> dict:
     base = [sys.executable, "-m", "aerd", "run", "--fast", "--model", model, "--log-level", "warning"]
-    ep = f"ipc://{long_wav.parent}/bench.sock"
+    ep = f"ipc://{long_wav.parent}/bench.sock"   # beside the audio, in main's temporary dir
     audio = long_s - short_s
     # one untimed run first: bytecode compilation and a cold page cache belong to no figure
     run_measured(base + ["--input", str(short_wav), "--endpoint", ep], notify=True)
