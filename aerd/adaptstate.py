@@ -50,15 +50,40 @@ class AdaptStore:
         return adapter
 
     def save(self, model: Model, adapter: Any) -> None:
+        """Write the state durably (synced before it replaces the old file, so a power cut
+        leaves the old or the new state, never a torn one). A failed write (disk full, read-only)
+        is logged and leaves the old file and no temporary file behind; the daemon goes on."""
         if not self.settings.persist:
             return
         p = self.path(model)
+        tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".adapt-")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(adapter.state_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, p)
+            tmp = None
+            _sync_dir(self.directory)
             log.info("adaptation state saved to %s", p)
         except OSError as e:
             log.warning("%s: cannot save adaptation state (%s)", p, e)
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+
+def _sync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,99 @@
+"""aerd.adaptstate.AdaptStore: the daemon's adaptation state on disk, with the shipped model.
+
+Round trip, a corrupt or foreign file (a fresh adapter, logged), and a write that fails for
+real (the file-size limit of a child process, the way a full disk fails a write): the old
+state survives and no temporary file is left behind, every save attempt after another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from aerd.adaptstate import AdaptStore
+from aerd.config import AdaptSettings
+from aerd.model import load_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _store_and_model(tmp_path):
+    model = load_model("default", adapt=True)
+    return AdaptStore(tmp_path / "state", AdaptSettings()), model
+
+
+def _feed(adapter, n, seed=0):
+    rng = np.random.default_rng(seed)
+    adapter.update(rng.normal(size=(n, adapter.dim)))
+
+
+def test_save_then_load_restores_the_statistics(tmp_path):
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    assert adapter.n == 0
+    _feed(adapter, 25)
+    store.save(model, adapter)
+    assert [p.name for p in store.directory.iterdir()] == ["adapt-default.json"]
+    again = store.load(model)
+    assert again.n == 25
+    np.testing.assert_array_equal(again.mean, adapter.mean)
+    np.testing.assert_array_equal(again.var, adapter.var)
+
+
+def test_corrupt_or_foreign_state_starts_fresh_and_says_which_file(tmp_path, caplog):
+    store, model = _store_and_model(tmp_path)
+    store.directory.mkdir()
+    path = store.path(model)
+    foreign = {"n": 5, "mean": [0.0] * 3, "var": [1.0] * 3}   # another feature length
+    for text in ("{not json", json.dumps(foreign), "[]"):
+        path.write_text(text, encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="aerd.adaptstate"):
+            adapter = store.load(model)
+        assert adapter is not None and adapter.n == 0, text
+        assert len(caplog.records) == 1 and str(path) in caplog.records[0].getMessage(), text
+
+
+CHILD = textwrap.dedent("""
+    import json, logging, resource, signal, sys
+    import numpy as np
+    from pathlib import Path
+    from aerd.adaptstate import AdaptStore
+    from aerd.config import AdaptSettings
+    from aerd.model import load_model
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+    model = load_model("default", adapt=True)
+    store = AdaptStore(Path(sys.argv[1]), AdaptSettings())
+    adapter = store.load(model)
+    adapter.update(np.ones((3, adapter.dim)))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)    # an over-limit write fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    for _ in range(3):
+        store.save(model, adapter)
+    print("alive")
+""")
+
+
+def test_a_failed_write_keeps_the_old_state_and_leaves_no_temporary_file(tmp_path):
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, 10)
+    store.save(model, adapter)
+    before = store.path(model).read_bytes()
+    assert len(before) > 1024   # the child's limit makes its writes of the same size fail
+    r = subprocess.run([sys.executable, "-c", CHILD, str(store.directory)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1] == "alive"
+    warnings = [ln for ln in lines if ln.startswith("WARNING")]
+    assert len(warnings) == 3 and all("cannot save adaptation state" in w for w in warnings)
+    assert all(str(store.path(model)) in w for w in warnings)
+    assert [p.name for p in store.directory.iterdir()] == ["adapt-default.json"]
+    assert store.path(model).read_bytes() == before
