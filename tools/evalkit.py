@@ -29,23 +29,29 @@ GAP_S = 1.5
 GAP_DBFS = -75.0
 
 
-def number_list(kind: type = float, length: int | None = None) -> Callable[[str], list]:
-    """An argparse ``type`` for a comma-separated list of numbers (``kind`` int or float),
-    ``length`` of them if given: a bad list is argparse's error naming the option."""
-    what = "integers" if kind is int else "numbers"
+def comma_list(item: Callable[[str], Any], what: str,
+               length: int | None = None) -> Callable[[str], list]:
+    """An argparse ``type`` for a comma-separated list of ``what`` (e.g. "numbers"), each
+    parsed by ``item`` (which raises ValueError on a bad one), ``length`` of them if given:
+    a bad list is argparse's error naming the option."""
 
     def parse(text: str) -> list:
         try:
-            values = [kind(v) for v in text.split(",")]
-        except ValueError:
+            values = [item(v) for v in text.split(",")]
+        except ValueError as e:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, "
-                                             f"got {text!r}") from None
+                                             f"got {text!r} ({e})") from None
         if length is not None and len(values) != length:
             raise argparse.ArgumentTypeError(f"expected {length} {what} (one per outer "
                                              f"fold), got {len(values)} in {text!r}")
         return values
 
     return parse
+
+
+def number_list(kind: type = float, length: int | None = None) -> Callable[[str], list]:
+    """A :func:`comma_list` of ``kind`` (int or float)."""
+    return comma_list(kind, "integers" if kind is int else "numbers", length)
 
 
 def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:

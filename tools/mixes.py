@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Callable
 
 import numpy as np
 
 from tools import dataset as ds
-from tools.evalkit import labels_of
+from tools.evalkit import comma_list, labels_of
 
 
 def labels_other(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:
@@ -41,19 +40,11 @@ def mix_list(length: int | None = None) -> Callable[[str], list[str]]:
     """An argparse ``type``: comma-separated mixes (``length`` of them if given), each
     checked by :func:`parse_mix`; a bad one is argparse's error naming the option."""
 
-    def parse(text: str) -> list[str]:
-        mixes = text.split(",")
-        if length is not None and len(mixes) != length:
-            raise argparse.ArgumentTypeError(f"expected {length} mixes (one per outer fold), "
-                                             f"got {len(mixes)} in {text!r}")
-        for m in mixes:
-            try:
-                parse_mix(m)
-            except ValueError as e:
-                raise argparse.ArgumentTypeError(str(e)) from None
-        return mixes
+    def check(spec: str) -> str:
+        parse_mix(spec)
+        return spec
 
-    return parse
+    return comma_list(check, "mixes", length)
 
 
 def mix_labels(clips: list[ds.Clip], kind: str) -> np.ndarray:
