@@ -1,6 +1,6 @@
-"""The training and evaluation tools reject a bad list option with argparse's error naming
-it (exit 2), before any data is read, and a data directory without RAVDESS clips with one
-line naming it (exit 2)."""
+"""The training and evaluation tools reject a bad list or number option with argparse's
+error naming it (exit 2), before any data is read, and a data directory without RAVDESS
+clips with one line naming it (exit 2)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ BAD = [
     (noise_check.main, ["--noise-dbfs=-75,loud"], "--noise-dbfs", "expected comma-separated"),
     (noise_check.main, ["--fold-alpha", "1,2,3"], "--fold-alpha", "expected 5 numbers"),
     (evaluate.main, ["--hidden", "256,big"], "--hidden", "expected comma-separated integers"),
+    (train.main, ["--hidden", "0"], "--hidden", "must be at least 1, got 0"),
+    (train.main, ["--alpha", "-1"], "--alpha", "must be 0 or more, got -1.0"),
 ]
 
 

@@ -225,11 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the leave-actors-out evaluation (tools/evaluate.py) and store the "
                          "figures in the cards, figures and models/MODEL_CARD.md (slow)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    ap.add_argument("--alpha", type=float, default=None,
-                    help=f"MLP L2 penalty of the default model (default: {DEFAULT_MLP['alpha']})")
-    ap.add_argument("--hidden", type=int, default=None,
-                    help="hidden-layer width of the default model (default: "
-                         f"{DEFAULT_MLP['hidden_layer_sizes'][0]})")
+    ap.add_argument("--alpha", type=float, default=DEFAULT_MLP["alpha"],
+                    help="MLP L2 penalty of the default model (default: %(default)s)")
+    ap.add_argument("--hidden", type=int, default=DEFAULT_MLP["hidden_layer_sizes"][0],
+                    help="hidden-layer width of the default model (default: %(default)s)")
     ap.add_argument("--fold-hidden", default=None, type=ek.number_list(int, len(ek.FOLDS)),
                     help="comma-separated width per outer fold for --evaluate (nested choice)")
     ap.add_argument("--fold-alpha", default=None, type=ek.number_list(float, len(ek.FOLDS)),
@@ -246,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
                          "8-class model restricted to the 4 classes); default: 4 (alone)")
     args = ap.parse_args(argv)
     MODELS = Path(args.models)
-    mlp = dict(DEFAULT_MLP) if args.alpha is None else {**DEFAULT_MLP, "alpha": args.alpha}
-    if args.hidden:
-        mlp["hidden_layer_sizes"] = (args.hidden,)
+    if args.hidden < 1:
+        ap.error(f"argument --hidden: must be at least 1, got {args.hidden}")
+    if not args.alpha >= 0:
+        ap.error(f"argument --alpha: must be 0 or more, got {args.alpha}")
+    mlp = mlp_settings(args.hidden, args.alpha)
     clips = ds.clips_or_none(args.data, "train.py")
     if clips is None:
         return 2
