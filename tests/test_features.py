@@ -249,3 +249,28 @@ def test_card_feature_table_and_its_errors():
         FeatureSpec.from_dict({**seed, "voicing_clarity": True})
     with pytest.raises(ModelError, match=r"^features\.n_fftt: unknown"):
         FeatureSpec.from_dict({**spec.to_dict(), "n_fftt": 1})
+
+
+@pytest.mark.parametrize("name", ["03-01-03-02-02-01-02.flac", "03-01-04-01-01-02-04.flac",
+                                  "03-01-05-02-01-01-01.flac"])
+def test_pitch_agrees_with_librosa_pyin_on_speech(data_dir, name):
+    """Real speech (the committed clips: a female happy, a female sad, a male angry voice):
+    where both call a frame voiced, our pitch lies within a semitone of librosa's pyin (frames
+    on the same grid and centres, the same 75-400 Hz range) for at least 70 % of the frames
+    (measured: 89, 82, 76 %), and the two voicing decisions mostly overlap (measured: 90 to
+    98 % of pyin's voiced frames are ours too, and 63 to 98 % of ours are pyin's: on the
+    shouted clip we call more frames voiced)."""
+    import soundfile as sf
+
+    x, sr = sf.read(data_dir / name, dtype="float32", always_2d=True)
+    x = np.ascontiguousarray(x.mean(axis=1))
+    spec = FeatureSpec()
+    an = FrameAnalyzer(spec)
+    ours = an.analyze(an.frames(x))[:, spec.n_mels + spec.n_mfcc + 3]
+    f0, voiced, _ = librosa.pyin(x, fmin=spec.f0_min, fmax=spec.f0_max, sr=sr,
+                                 frame_length=spec.n_fft, hop_length=spec.hop_length, center=False)
+    assert len(f0) == len(ours)
+    both = (ours > 0) & voiced
+    assert both.sum() >= 0.8 * voiced.sum() and both.sum() >= 0.5 * (ours > 0).sum()
+    semis = 12.0 * np.log2(f0[both] / 55.0)
+    assert np.mean(np.abs(ours[both] - semis) < 1.0) >= 0.7
