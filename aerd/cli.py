@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # One BLAS/OpenMP thread: the daemon's products are tiny, and a second BLAS thread doubled the
 # cost on 2 cores. Set before anything imports numpy (nothing above this line does).
@@ -45,8 +45,15 @@ RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is for --help, not for every typo)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aerd", description="Audio emotion recognition daemon.")
+    p = _Parser(prog="aerd", description="Audio emotion recognition daemon.")
     p.add_argument("--version", action="version", version=f"aerd {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -92,9 +92,11 @@ class Relay:
             raise RuntimeError("relay already started")
         try:
             check_endpoint(cfg.frontend, curve=cfg.frontend_curve is not None,
-                           insecure=cfg.insecure, option="--frontend")
+                           insecure=cfg.insecure, option="--frontend",
+                           curve_hint="--frontend-secret/--frontend-clients")
             check_endpoint(cfg.backend, curve=cfg.backend_curve is not None,
-                           insecure=cfg.insecure, option="--backend")
+                           insecure=cfg.insecure, option="--backend",
+                           curve_hint="--backend-secret/--backend-clients")
             self._front = self._bind(zmq.XSUB, cfg.frontend, cfg.frontend_curve, "--frontend")
             self._back = self._bind(zmq.XPUB, cfg.backend, cfg.backend_curve, "--backend")
             addr = f"inproc://aerd-relay-control-{id(self)}"

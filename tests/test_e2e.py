@@ -122,8 +122,22 @@ def test_classify_matches_daemon_code_path():
 def test_bad_run_options_fail_with_one_line(args, needle):
     r = run("run", "--fast", *args, timeout=60)
     assert r.returncode == 2
-    last = r.stderr.strip().splitlines()[-1]
-    assert needle in last and last.startswith("aerd run: error:")
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("aerd run: error:"), lines
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--rate", "abc"], "aerd run: error: argument --rate: invalid int value: 'abc'"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["listen", "--topic", "foo"], "aerd listen: error: argument --topic: invalid choice: 'foo'"),
+    (["relay", "--frontend", "ipc:///tmp/x"], "the following arguments are required: --backend"),
+])
+def test_unparsable_options_fail_with_one_line_too(args, needle):
+    """argparse's own errors: one line (no usage block), naming the option, exit 2."""
+    r = run(*args, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "--help" in lines[0], lines
 
 
 def test_bad_config_field_names_field_and_file(tmp_path):

@@ -169,7 +169,10 @@ def test_relay_curve_both_sides_keep_separate_keys(tmp_path: Path) -> None:
 
 def test_relay_refuses_remote_endpoint_without_curve(tmp_path: Path) -> None:
     cfg = RelayConfig("tcp://0.0.0.0:5599", f"ipc://{tmp_path}/b", None, None, insecure=False)
-    with pytest.raises(ConfigError, match="--frontend.*CURVE"):
+    with pytest.raises(ConfigError, match="--frontend.*CURVE.*--frontend-secret/--frontend-clients"):
+        Relay(cfg).start()
+    cfg = RelayConfig(f"ipc://{tmp_path}/f", "tcp://0.0.0.0:5599", None, None, insecure=False)
+    with pytest.raises(ConfigError, match="--backend.*CURVE.*--backend-secret/--backend-clients"):
         Relay(cfg).start()
 
 
