@@ -186,5 +186,5 @@ class Daemon:
         if self._persist is not None:
             self._persist(self.pipeline)
         log.info("stopped after %.1f s of audio, %d windows, %d events", self.counters.audio_s,
-                 self.pipeline.windows, self.counters.events)
+                 self.counters.windows + self.pipeline.windows, self.counters.events)
         return 0

@@ -208,6 +208,12 @@ def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
         assert sub.pump(5, lambda e: e.get("state") == "reloaded")
         assert sub.pump(10, lambda e: e["topic"] == "emotion")
         assert daemon.poll() is None
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+        assert sub.pump(5, lambda e: e.get("state") == "stopping")
+        last = sub.events[-1][1]
+        # the closing log line counts across the reloads, like the status events
+        assert f"{last['windows']} windows, {last['events']} events" in out, out[-300:]
     finally:
         _stop(daemon)
         sub.close()
