@@ -14,16 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from .config import AdaptSettings
+from .errors import ModelError
 from .model import Model
 
 log = logging.getLogger(__name__)
 
 
 def new_adapter(card: Any) -> Any:
-    """A fresh per-device normaliser with the parameters in the model card."""
+    """A fresh per-device normaliser with the parameters in the model card (a bad
+    ``adaptation`` table is a ModelError naming the card)."""
     from .adapt import FeatureNormalizer
 
-    return FeatureNormalizer.from_card(card.adaptation, card.features.n_features)
+    try:
+        return FeatureNormalizer.from_card(card.adaptation, card.features.n_features)
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"model {card.name}: bad 'adaptation' table in its card ({e})") from None
 
 
 class AdaptStore:
@@ -44,7 +49,7 @@ class AdaptStore:
             try:
                 adapter.load_state_dict(json.loads(p.read_text(encoding="utf-8")))
                 log.info("adaptation state loaded from %s", p)
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
                 log.warning("%s: ignoring unreadable adaptation state (%s)", p, e)
                 adapter = new_adapter(model.card)
         return adapter

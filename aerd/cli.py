@@ -157,16 +157,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     device_id = s.publish.device_id or socket.gethostname()
 
     def reload() -> Any:
+        nonlocal store   # the daemon adopts the returned pipeline: its state lives there
+        rate = model.card.features.sample_rate
         try:
             new = run_settings(args)
             m = load_model(new.model.path or None, adapt=new.adapt.enabled)
-        except AerdError as e:
+            if m.card.features.sample_rate != rate:
+                raise ConfigError(f"model {m.card.name} takes {m.card.features.sample_rate} Hz "
+                                  f"audio, the input delivers {rate} Hz: restart to change it")
+            st = AdaptStore(state_dir(new), new.adapt) if m.can_adapt else None
+            pipeline = Pipeline(m, new.decision, st.load(m) if st else None)
+        except Exception as e:   # noqa: BLE001 -- whatever is wrong, the daemon keeps running
             log.error("reload failed, keeping the running pipeline: %s", e)
             return None
         if new.publish != s.publish or new.input != s.input:
             log.warning("reload: [input] and [publish] changes need a restart; applied the rest")
-        st = AdaptStore(state_dir(new), new.adapt) if m.can_adapt else None
-        return Pipeline(m, new.decision, st.load(m) if st else None)
+        store = st
+        return pipeline
 
     def persist(p: Pipeline) -> None:
         if store is not None and p.adapter is not None:

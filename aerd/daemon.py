@@ -128,12 +128,13 @@ class Daemon:
     def _do_reload(self) -> None:
         self._hup = False
         self.notifier.reloading()
+        new = None
         if self._reload is not None:
+            if self._persist is not None:
+                self._persist(self.pipeline)   # first: the new pipeline loads this state
             new = self._reload()
             if new is not None:
                 old, c = self.pipeline, self.counters
-                if self._persist is not None:
-                    self._persist(old)
                 # stream time and counters go on across the reload (the new pipeline starts
                 # its windows afresh; audio of a window in progress is not scored)
                 c.stream_offset_s += old.extractor.samples_in / old.model.card.features.sample_rate
@@ -145,7 +146,7 @@ class Daemon:
                 _freeze_startup_objects()   # the old model's objects may be collected now
                 log.info("reloaded: model %s", new.model.id)
         self.notifier.ready()
-        self._publish_status("reloaded")
+        self._publish_status("reloaded" if new is not None else "reload_failed")
 
     def run(self) -> int:
         src = self.source
@@ -165,6 +166,9 @@ class Daemon:
                     self._ready = True
                     self.notifier.ready()
                     log.info("audio flowing from %s", src.name)
+            elif src.state == "lost":
+                # the loop is alive and the source retries the device itself: not a hang
+                self.gate.progress()
             if src.state != self._input_state:
                 if self._input_state:
                     log.info("input %s: %s", src.state, src.detail)

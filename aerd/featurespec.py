@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ModelError
 
 FEATURE_SETS = ("seed180", "rich")
+
+
+_NUMBERS = ("fmin", "fmax", "top_db", "f0_min", "f0_max", "voicing", "spectral_floor_db")
+_OPTIONAL = ("fmax", "spectral_floor_db")   # None allowed
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -90,11 +99,18 @@ class FeatureSpec:
         kw = dict(data)
         kw.setdefault("spectral_floor_db", None)   # cards from before the floor: none
         kw.setdefault("voicing_clarity", False)    # cards from before the clarity: none
+        for name in _NUMBERS:
+            if name in kw and not _is_number(kw[name]) and not (kw[name] is None
+                                                                 and name in _OPTIONAL):
+                raise ModelError(f"{where}.{name}: must be a number, got {kw[name]!r}")
         if "vad" in kw:
             vad = kw["vad"]
             vknown = {f.name for f in fields(VadParams)}
             if not isinstance(vad, dict) or set(vad) - vknown:
                 raise ModelError(f"{where}.vad: expected a table with keys {sorted(vknown)}")
+            for k, v in vad.items():
+                if not _is_number(v):
+                    raise ModelError(f"{where}.vad.{k}: must be a number, got {v!r}")
             kw["vad"] = VadParams(**{k: float(v) for k, v in vad.items()})
         spec = cls(**kw)
         spec.validate(where)

@@ -28,6 +28,8 @@ from .featurespec import FeatureSpec
 log = logging.getLogger(__name__)
 
 CARD_FORMAT = "aerd-model"
+MAX_WINDOW_S = 60.0
+"""Longest analysis window a card may ask for (the window is held in memory)."""
 _PKG = Path(__file__).resolve().parent
 # Installed: the wheel maps the repository's models/ to aerd/models/. From a source tree: models/.
 MODELS_DIR = _PKG / "models" if (_PKG / "models").is_dir() else _PKG.parent / "models"
@@ -90,16 +92,25 @@ class ModelCard:
             raise ModelError(f"{path}: field 'labels' must be two or more distinct strings")
         spec = FeatureSpec.from_dict(need("features", dict), where=f"{path}: features")
         window_s, hop_s = float(need("window_s", (int, float))), float(need("hop_s", (int, float)))
-        if not 0 < hop_s <= window_s or window_s * spec.sample_rate < spec.n_fft:
-            raise ModelError(f"{path}: window_s/hop_s must satisfy 0 < hop_s <= window_s, window >= n_fft")
+        if (not 0 < hop_s <= window_s <= MAX_WINDOW_S
+                or window_s * spec.sample_rate < spec.n_fft):
+            raise ModelError(f"{path}: window_s/hop_s must satisfy 0 < hop_s <= window_s <= "
+                             f"{MAX_WINDOW_S:g}, window >= n_fft")
+        min_audio_s = raw.get("min_audio_s", 1.0)
+        if (not isinstance(min_audio_s, (int, float)) or isinstance(min_audio_s, bool)
+                or not 0 <= min_audio_s <= window_s):
+            raise ModelError(f"{path}: field 'min_audio_s' must be a number of seconds in "
+                             f"[0, window_s], got {min_audio_s!r}")
+        adaptation = raw.get("adaptation") or {}
+        if not isinstance(adaptation, dict):
+            raise ModelError(f"{path}: field 'adaptation' must be a table")
         n = need("n_features", int)
         if n != spec.n_features:
             raise ModelError(f"{path}: n_features {n} does not match feature set ({spec.n_features})")
         onnx_file = path.parent / need("onnx", str)
         return cls(name=need("name", str), labels=tuple(labels), features=spec, window_s=window_s,
                    hop_s=hop_s, onnx_file=onnx_file, onnx_sha256=str(raw.get("onnx_sha256", "")),
-                   min_audio_s=float(raw.get("min_audio_s", 1.0)),
-                   adaptation=dict(raw.get("adaptation") or {}), raw=raw)
+                   min_audio_s=float(min_audio_s), adaptation=dict(adaptation), raw=raw)
 
 
 class _Graph:
@@ -149,7 +160,11 @@ class Model:
         for graph, name in ((self._cold, path), (self._adapted, card.adaptation.get("onnx"))):
             if graph is None:
                 continue
-            probe = graph.run(zeros)
+            try:
+                probe = graph.run(zeros)
+            except Exception as e:  # noqa: BLE001 -- onnxruntime's own error types
+                raise ModelError(f"{name}: the graph does not run on a feature vector "
+                                 f"({str(e).splitlines()[0][:160]})") from None
             if probe.shape != (1, len(card.labels)):
                 raise ModelError(f"{name}: output has {probe.shape[-1]} classes, "
                                  f"card lists {len(card.labels)}")

@@ -121,7 +121,8 @@ class Notifier:
 class WatchdogGate:
     """Pings the watchdog only while the pipeline makes progress.
 
-    The pipeline calls :meth:`progress` per block; the main loop calls :meth:`maybe_ping`
+    The loop calls :meth:`progress` per block, and while a lost microphone is being retried
+    (the daemon's own recovery, which a restart would not speed up); it calls :meth:`maybe_ping`
     often.  A ping goes out when *interval* (default: the notifier's) has passed since
     the last one AND progress was seen since, so a hung pipeline lets systemd's
     watchdog fire.  The first ping needs only progress."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import zmq
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -59,3 +62,38 @@ def free_tcp_port() -> int:
 
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+class Sub:
+    """An in-test subscriber collecting typed events with arrival times."""
+
+    def __init__(self, endpoint: str, ctx: zmq.Context):
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.linger = 0
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+        self.events: list[tuple[float, dict]] = []
+
+    def pump(self, seconds: float, until=None) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.sock.poll(50):
+                topic, body = self.sock.recv_multipart()
+                self.events.append((time.monotonic(), {"topic": topic.decode(), **json.loads(body)}))
+                if until is not None and until(self.events[-1][1]):
+                    return True
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it does not exit within ``timeout`` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

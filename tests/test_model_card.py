@@ -1,0 +1,66 @@
+"""A model card with a bad field is one ModelError naming the card and the field, never a
+traceback: at start (exit 2, one line) and on reload (refused; see test_reload.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_helpers import CLIPS, REPO, run  # noqa: E402
+
+from aerd.adaptstate import new_adapter  # noqa: E402
+from aerd.errors import ModelError  # noqa: E402
+from aerd.model import load_model  # noqa: E402
+
+BASE = json.loads((REPO / "models" / "default.json").read_text())
+BASE["onnx"] = str(REPO / "models" / BASE["onnx"])
+FEATURES, VAD, ADAPT = BASE["features"], BASE["features"]["vad"], BASE["adaptation"]
+
+BAD = [
+    ({"min_audio_s": "abc"}, "min_audio_s"),
+    ({"min_audio_s": 99.0}, "min_audio_s"),
+    ({"adaptation": [1, 2]}, "'adaptation' must be a table"),
+    ({"window_s": 1e7}, "window_s"),
+    ({"features": {**FEATURES, "fmin": "x"}}, "features.fmin: must be a number"),
+    ({"features": {**FEATURES, "f0_max": float("nan")}}, "features.f0_max: must be a number"),
+    ({"features": {**FEATURES, "vad": {**VAD, "floor_db": "x"}}}, "features.vad.floor_db"),
+]
+
+
+def card_file(tmp_path, changes, name="bad"):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({**BASE, **changes}))
+    return path
+
+
+@pytest.mark.parametrize("changes, needle", BAD, ids=[n for _, n in BAD])
+def test_bad_field_is_a_model_error_naming_it(tmp_path, changes, needle):
+    path = card_file(tmp_path, changes)
+    with pytest.raises(ModelError) as e:
+        load_model(path)
+    assert str(path) in str(e.value) and needle in str(e.value)
+
+
+def test_bad_adaptation_table_is_a_model_error(tmp_path):
+    path = card_file(tmp_path, {"adaptation": {**ADAPT, "ref_std": [1.0, 2.0, 3.0]}})
+    model = load_model(path, adapt=True)
+    with pytest.raises(ModelError, match="bad 'adaptation' table.*ref_std"):
+        new_adapter(model.card)
+
+
+def test_the_cli_says_it_in_one_line(tmp_path):
+    path = card_file(tmp_path, {"features": {**FEATURES, "fmin": "x"}})
+    for cmd in (["classify", "--model", str(path), str(CLIPS[0])],
+                ["run", "--model", str(path), "--input", str(CLIPS[0]), "--fast"]):
+        r = run(*cmd, timeout=60)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert str(path) in lines[0] and "features.fmin" in lines[0]
+    path = card_file(tmp_path, {"adaptation": {**ADAPT, "ref_std": [1.0]}}, "adapt")
+    r = run("classify", "--adapt", "--model", str(path), str(CLIPS[0]), timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "ref_std" in lines[0], r.stderr

@@ -1,0 +1,119 @@
+"""SIGHUP reloads the config and model in a running daemon: the socket, stream time, counters
+and the adaptation learned so far carry over; a bad config or model card, or a model for
+another sample rate, is refused (status ``reload_failed``, a log line) and the running
+pipeline goes on. All real processes and sockets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_helpers import REPO, Sub, make_stream, spawn, stop_process  # noqa: E402
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.term()
+
+
+def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=4)
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text("[decision]\nsmoothing = 3\n[adapt]\nenabled = false\n")
+    ep = f"ipc://{tmp_path}/r.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep,
+                   "--status-interval", "0.5")
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        assert sub.pump(5, lambda e: e["topic"] == "status" and e["windows"] > 0)
+        cfg.write_text("[decision]\nsmoothing = 1\n[adapt]\nenabled = false\n")
+        daemon.send_signal(signal.SIGHUP)
+        last_start = max(e["start"] for _, e in sub.events if e["topic"] == "emotion")
+        windows_before = max(e["windows"] for _, e in sub.events if e["topic"] == "status")
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded"), "no reloaded status"
+        assert sub.events[-1][1]["windows"] >= windows_before, "counters restarted at reload"
+        assert sub.pump(10, lambda e: e["topic"] == "emotion"), "no events after reload"
+        assert sub.events[-1][1]["start"] > last_start, "stream time restarted at reload"
+        cfg.write_text("[decision]\nsmoothing = 0\n")   # bad: the running pipeline must stay
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
+        assert sub.events[-1][1]["state"] == "reload_failed"
+        assert sub.pump(10, lambda e: e["topic"] == "emotion")
+        assert daemon.poll() is None
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+        assert sub.pump(5, lambda e: e.get("state") == "stopping")
+        last = sub.events[-1][1]
+        # the closing log line counts across the reloads, like the status events
+        assert f"{last['windows']} windows, {last['events']} events" in out, out[-300:]
+    finally:
+        stop_process(daemon)
+        sub.close()
+    seqs = [e["seq"] for _, e in sub.events]
+    assert seqs == sorted(seqs)
+
+
+def _card(tmp_path, name, **changes):
+    """A copy of the shipped default card (graphs by absolute path) with ``changes``."""
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    for key in ("onnx", "adapt_onnx"):
+        if key in card:
+            card[key] = str(REPO / "models" / card[key])
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        d = card
+        for p in parents:
+            d = d[p]
+        d[leaf] = value
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(card))
+    return path
+
+
+def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=4)
+    cfg = tmp_path / "aerd.toml"
+    state = tmp_path / "state"
+    cfg.write_text(f'[service]\nstate_dir = "{state}"\n')
+    ep = f"ipc://{tmp_path}/a.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    try:
+        assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
+        # the adaptation learned since start (never saved yet) must survive the reload
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+        assert sub.pump(10, lambda e: e["topic"] == "emotion")
+        assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
+        bad = [("min_audio_s", _card(tmp_path, "text", min_audio_s="abc")),
+               ("adaptation", _card(tmp_path, "list", adaptation=[1, 2])),
+               ("8000 Hz", _card(tmp_path, "rate", **{"features.sample_rate": 8000,
+                                                        "features.fmax": 4000.0}))]
+        for needle, card in bad:
+            cfg.write_text(f'[service]\nstate_dir = "{state}"\n[model]\npath = "{card}"\n')
+            daemon.send_signal(signal.SIGHUP)
+            assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed")), needle
+            assert sub.events[-1][1]["state"] == "reload_failed", needle
+            assert sub.pump(10, lambda e: e["topic"] == "emotion"), f"no events after {needle}"
+            assert daemon.poll() is None, needle
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+    finally:
+        stop_process(daemon)
+        sub.close()
+    assert daemon.returncode == 0
+    failures = [ln for ln in out.splitlines() if "reload failed" in ln]
+    assert len(failures) == 3, out[-2000:]
+    for (needle, _), line in zip(bad, failures):
+        assert needle in line, line
