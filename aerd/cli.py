@@ -184,7 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     reload=reload, persist=persist)
     daemon.install_signal_handlers()
     try:
-        if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(args.wait_subscriber):
+        if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
+                args.wait_subscriber, stop=lambda: daemon.stop_requested):
             log.warning("no subscriber within %.1f s; starting anyway", args.wait_subscriber)
         return daemon.run()
     finally:

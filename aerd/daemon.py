@@ -89,6 +89,11 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop = True
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once SIGTERM/SIGINT arrived or :meth:`request_stop` was called."""
+        return self._stop
+
     # -- events -------------------------------------------------------------------------
     def _next_seq(self) -> int:
         self._seq += 1

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import socket as pysocket
+import time
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
@@ -101,12 +103,16 @@ class Publisher:
             elif msg[:1] == b"\x00":
                 self.subscribers = max(0, self.subscribers - 1)
 
-    def wait_for_subscriber(self, timeout: float) -> bool:
-        """Block up to ``timeout`` s until someone subscribes (files: so no event is missed)."""
-        if self.poll_subscriptions() or timeout <= 0:
-            return self.subscribers > 0
-        if self.sock.poll(int(timeout * 1000), zmq.POLLIN):
-            self.poll_subscriptions()
+    def wait_for_subscriber(self, timeout: float,
+                            stop: Callable[[], bool] = lambda: False) -> bool:
+        """Block up to ``timeout`` s until someone subscribes (files: so no event is missed),
+        looking at ``stop`` (e.g. a SIGTERM seen) every 0.2 s."""
+        deadline = time.monotonic() + timeout
+        while not self.poll_subscriptions() and not stop():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.poll(int(min(left, 0.2) * 1000) + 1, zmq.POLLIN)
         return self.subscribers > 0
 
     def close(self) -> None:

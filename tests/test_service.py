@@ -192,3 +192,25 @@ def test_devices_lists_the_virtual_microphone(tmp_path):
         assert bad.returncode == 2 and "no-such-mic" in bad.stderr.strip().splitlines()[-1]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_while_waiting_for_a_subscriber(tmp_path, sig):
+    """--wait-subscriber 60 and nobody comes: SIGTERM (or ^C) still stops it within 2 s."""
+    wav = tmp_path / "s.wav"
+    make_stream(wav)
+    daemon = spawn("run", "--input", str(wav), "--endpoint", f"ipc://{tmp_path}/w.sock",
+                   "--no-adapt", "--wait-subscriber", "60")
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "w.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)   # bound; the signal handlers come next, then the wait
+        assert daemon.poll() is None
+        t = time.monotonic()
+        daemon.send_signal(sig)
+        daemon.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        _stop(daemon)
+    assert daemon.returncode == 0 and took < 2.0, took
