@@ -18,7 +18,8 @@ import zmq
 from .config import PublishSettings
 from .errors import ConfigError
 from .events import Event
-from .security import CurveClient, CurveServer, apply_curve_client, apply_curve_server, check_endpoint
+from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
+                       check_endpoint, check_ipc_path)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,23 @@ def _ipc_in_use(endpoint: str) -> bool:
         probe.close()
 
 
+def _check_curve_options(s: PublishSettings) -> None:
+    """CURVE flags that only make sense together: refuse the others (not silently plain text,
+    nor a server where a client was meant)."""
+    if s.curve_clients and not s.curve_secret:
+        raise ConfigError("--curve-clients ([publish] curve_clients) needs --curve-secret: "
+                          "the socket's own key pair")
+    if s.curve_server and not s.connect:
+        raise ConfigError("--curve-server ([publish] curve_server) is the relay's key, for "
+                          "--connect only")
+    if s.curve_server and not s.curve_secret:
+        raise ConfigError("--curve-server ([publish] curve_server) needs --curve-secret: "
+                          "the daemon's own key pair")
+    if s.connect and s.curve_secret and not s.curve_server:
+        raise ConfigError("--connect with --curve-secret needs --curve-server: the relay's "
+                          "public key")
+
+
 class Publisher:
     """Owns one PUB socket. ``send(event)`` never blocks; drops are counted in ``dropped``."""
 
@@ -46,6 +64,7 @@ class Publisher:
         s = settings
         curve = bool(s.curve_secret)
         option = "--connect" if s.connect else "--endpoint"
+        _check_curve_options(s)
         check_endpoint(s.endpoint, curve=curve, insecure=s.insecure, option=option)
         self.endpoint = s.endpoint
         self._own_ctx = ctx is None
@@ -69,8 +88,10 @@ class Publisher:
             if s.connect:
                 self.sock.connect(s.endpoint)
             else:
-                if s.endpoint.startswith("ipc://") and _ipc_in_use(s.endpoint):
-                    raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
+                if s.endpoint.startswith("ipc://"):
+                    check_ipc_path(s.endpoint, option)
+                    if _ipc_in_use(s.endpoint):
+                        raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
                 self.sock.bind(s.endpoint)
         except zmq.ZMQError as e:
             self.close()

@@ -17,7 +17,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
-from aerd.security import CurveServer, apply_curve_server, check_endpoint
+from aerd.security import CurveServer, apply_curve_server, check_endpoint, check_ipc_path
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ class Relay:
             auth = apply_curve_server(self._ctx, sock, curve)
             if auth is not None and auth not in self._auths:
                 self._auths.append(auth)
+        if endpoint.startswith("ipc://"):
+            check_ipc_path(endpoint, option)
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -99,6 +100,15 @@ def check_endpoint(endpoint: str, *, curve: bool, insecure: bool, option: str = 
         f"{option} {endpoint!r} is reachable from other hosts but CURVE is not configured: "
         f"configure CURVE ({curve_hint}) or pass --insecure"
     )
+
+
+def check_ipc_path(endpoint: str, option: str) -> None:
+    """An ipc:// path that exists must be a socket: binding would replace a regular file."""
+    path = endpoint[len("ipc://"):]
+    if path and not path.startswith("@") and os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
+                              "(binding would replace it)")
 
 
 @dataclass(frozen=True)

@@ -232,3 +232,37 @@ def test_authorized_socket_fails_closed_without_authenticator(curve_keys: dict) 
         assert _publish_until(pub, sub_a, timeout=1.5) is None
     finally:
         ctx.destroy(linger=0)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(curve_clients="clients"), "--curve-clients ([publish] curve_clients) needs --curve-secret"),
+    (dict(curve_server="relay.key"), "is the relay's key, for --connect only"),
+    (dict(connect=True, curve_server="relay.key"), "--curve-server ([publish] curve_server) needs"),
+    (dict(connect=True, curve_secret="dev.key_secret"), "needs --curve-server"),
+], ids=["clients-without-secret", "server-key-when-binding", "server-key-without-secret",
+        "connect-secret-without-server-key"])
+def test_curve_options_that_do_not_go_together_are_refused(tmp_path, kw, needle):
+    """Refused before any socket exists: not plain text where CURVE was asked for, nor a
+    CURVE server where the relay expects a client."""
+    from aerd.config import PublishSettings
+    from aerd.publisher import Publisher
+
+    with pytest.raises(ConfigError) as e:
+        Publisher(PublishSettings(endpoint=f"ipc://{tmp_path}/c.sock", **kw))
+    assert needle in str(e.value)
+    assert not (tmp_path / "c.sock").exists()
+
+
+def test_an_ipc_endpoint_never_replaces_a_regular_file(tmp_path):
+    from aerd.config import PublishSettings
+    from aerd.publisher import Publisher
+    from aerd.relay import Relay, RelayConfig
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    ep = f"ipc://{precious}"
+    with pytest.raises(ConfigError, match="exists and is not a socket"):
+        Publisher(PublishSettings(endpoint=ep))
+    with pytest.raises(ConfigError, match="--backend .*exists and is not a socket"):
+        Relay(RelayConfig(f"ipc://{tmp_path}/front.sock", ep, None, None, insecure=False)).start()
+    assert precious.read_text() == "keep me\n"
