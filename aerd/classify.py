@@ -36,7 +36,8 @@ class FileResult:
 
 
 def classify_file(path: str, model: Model, min_speech: float, adapter=None) -> FileResult:
-    """Classify one file; raises AudioError naming it if it is missing, not audio, empty or too short."""
+    """Classify one file; raises AudioError naming it if it is missing, not audio, empty, too
+    short or damaged (a read error part-way)."""
     card = model.card
     pipe = Pipeline(model, DecisionSettings(min_speech=min_speech), adapter)
     src = FileSource(path, card.features.sample_rate, fast=True, block_s=1.0)
@@ -49,6 +50,8 @@ def classify_file(path: str, model: Model, min_speech: float, adapter=None) -> F
             block = src.read()
             if block is not None:
                 results += pipe.push(block)
+        if src.error:   # a damaged file: no result from part of it
+            raise AudioError(f"{path}: {src.error}")
         results += pipe.flush()
     finally:
         src.close()

@@ -100,8 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stdout, level=getattr(logging, level.upper(), logging.INFO),
+def _setup_logging(level: str, stream: Any = None) -> None:
+    """Log lines to stdout (journald) or, for commands whose stdout is data, ``stream``."""
+    logging.basicConfig(stream=stream or sys.stdout,
+                        level=getattr(logging, level.upper(), logging.INFO),
                         format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
@@ -187,17 +189,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
                 args.wait_subscriber, stop=lambda: daemon.stop_requested):
             log.warning("no subscriber within %.1f s; starting anyway", args.wait_subscriber)
-        return daemon.run()
+        rc = daemon.run()
     finally:
         source.close()
         publisher.close()
+    error = getattr(source, "error", None)
+    if error:   # the events of the readable part went out; the exit says the file is damaged
+        print(f"aerd run: error: {source.name}: {error}", file=sys.stderr)
+        return 1
+    return rc
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from .classify import classify_file
     from .model import load_model
 
-    _setup_logging("warning")
+    _setup_logging("warning", sys.stderr)   # stdout is JSON lines
     model = load_model(args.model, adapt=args.adapt)
     adapter = None
     if args.adapt:
@@ -290,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:   # `aerd listen | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # no second error when Python flushes stdout
+        return 0
 
 
 if __name__ == "__main__":

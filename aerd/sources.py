@@ -100,6 +100,8 @@ class FileSource:
         self.state, self.detail = "ok", f"file {self.path.name}"
         self.overflows = 0
         self.bad_frames = 0
+        self.error: str | None = None
+        """Why the file ended early (a read error), None if it was read to its end."""
         self._t0: float | None = None
         self._pos = 0
 
@@ -129,8 +131,9 @@ class FileSource:
         except (RuntimeError, OSError) as e:
             self.bad_frames += 1
             self.ended = True
+            self.error = (f"read error after {self._pos / self.file_rate:.1f} s of "
+                          f"{self.duration:.1f} s ({_short(e)})")
             self.state, self.detail = "ended", f"read error: {_short(e)}"
-            log.error("%s: read error, stopping this input (%s)", self.name, _short(e))
             return self._resample(np.zeros(0, np.float32), last=True)
         self._pos += len(data)
         if self._float_file:   # float files can hold NaN/inf or > full scale: sanitise, count

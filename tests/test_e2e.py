@@ -94,6 +94,53 @@ def test_classify_good_and_bad_files(tmp_path):
     assert "too short" in err[3] and "empty" in err[2]
 
 
+def test_a_damaged_file_is_an_error_not_a_partial_result(tmp_path):
+    """A FLAC cut off half-way: classify refuses to give it a label (one line naming it, the
+    other files still classified, exit 1); the daemon publishes the readable part, says
+    "read error" in its status, and exits 1 with one line naming the file."""
+    long = tmp_path / "long.wav"
+    make_stream(long, repeat=3)
+    cut = tmp_path / "cut.flac"
+    y, sr = sf.read(long, dtype="float32")
+    sf.write(cut, y, sr)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    r = run("classify", str(cut), str(CLIPS[0]))
+    assert r.returncode == 1
+    assert [x["file"] for x in json_lines(r.stdout)] == [str(CLIPS[0])]
+    assert r.stdout.count("\n") == 1, r.stdout   # nothing but the JSON line on stdout
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and str(cut) in err[0] and "read error after" in err[0], err
+    ep = f"ipc://{tmp_path}/cut.sock"
+    listener = spawn("listen", "--endpoint", ep, "--timeout", "60", "--count", "100000")
+    daemon = spawn("run", "--input", str(cut), "--fast", "--endpoint", ep, "--no-adapt",
+                   "--wait-subscriber", "20")
+    d_out, d_err = daemon.communicate(timeout=120)
+    time.sleep(0.3)
+    listener.send_signal(signal.SIGTERM)
+    events = json_lines(listener.communicate(timeout=10)[0])
+    assert daemon.returncode == 1, d_out + d_err
+    last = d_err.strip().splitlines()[-1]
+    assert last.startswith("aerd run: error:") and str(cut) in last and "read error" in last
+    assert any(e["topic"] == "emotion" for e in events), "the readable part was not published"
+    assert any(e["topic"] == "status" and e["detail"].startswith("read error") for e in events)
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    """`aerd classify ... | head -c 10`: the pipe closes under it; it stops quietly, exit 0."""
+    import subprocess
+
+    from e2e_helpers import REPO, aerd_cmd
+
+    p = subprocess.Popen(aerd_cmd("classify", *[str(c) for c in CLIPS * 4]), cwd=REPO, env=env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(timeout=60)
+    assert p.returncode == 0 and err == "", err
+
+
 def test_classify_matches_daemon_code_path():
     """classify = mean of the daemon's per-window model probabilities over speech windows."""
     sys.path.insert(0, str(CLIPS[0].parent.parent.parent))
