@@ -50,7 +50,28 @@ class Event:
         missing = sorted(n for n in names if n not in data and _required(cls, n))
         if missing:
             raise EventError(f"{cls.topic.decode()} event lacks field {missing[0]!r}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        kept = {k: v for k, v in data.items() if k in names}
+        for f in fields(cls):
+            if f.name in kept and not _CHECKS[f.type](kept[f.name]):
+                raise EventError(f"{cls.topic.decode()} event field {f.name!r} is not "
+                                 f"of type {f.type}: {kept[f.name]!r:.60}")
+        return cls(**kept)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _number,
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "dict[str, float]": lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and _number(x) for k, x in v.items()),
+}
+"""Type checks by annotation (the annotations are strings here): a subscriber gets typed
+events or an EventError, never a field of the wrong type."""
 
 
 def _required(cls: type, name: str) -> bool:
@@ -108,6 +129,8 @@ def from_frames(frames: list[bytes]) -> Event:
         data = json.loads(frames[1])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EventError(f"bad JSON payload ({e})") from None
+    except RecursionError:
+        raise EventError("bad JSON payload (nested too deep)") from None
     if not isinstance(data, dict):
         raise EventError("payload is not a JSON object")
     return cls.from_dict(data)

@@ -28,6 +28,23 @@ def render_pretty(ev: EmotionEvent) -> str:
     return "\n".join(lines)
 
 
+class SeqGaps:
+    """Messages lost on the way, from gaps in each device's ``seq`` (which counts every
+    message of a daemon run, both topics, from 1). ZeroMQ drops a slow subscriber's
+    messages without telling the publisher: only the subscriber can see them go."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def see(self, device_id: str, seq: int) -> int:
+        """How many messages of ``device_id`` went missing just before this one."""
+        last = self._last.get(device_id)
+        self._last[device_id] = seq
+        if last is None or seq <= last:   # first message seen, or the daemon restarted
+            return 0
+        return seq - last - 1
+
+
 def listen(endpoint: str, count: int | None, timeout: float | None, topics: list[str],
            out: TextIO = sys.stdout, pretty: bool = False, curve: CurveClient | None = None,
            ctx: zmq.Context | None = None) -> int:
@@ -48,6 +65,7 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             raise ConfigError(f"--endpoint {endpoint}: cannot connect ({e.strerror})") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         seen = 0
+        gaps = SeqGaps() if {"emotion", "status"} <= set(topics) else None
         while count is None or seen < count:
             wait = 1000 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
             if deadline is not None and wait <= 0:
@@ -62,6 +80,10 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             except EventError as e:
                 print(f"aerd listen: skipping a bad message: {e}", file=sys.stderr)
                 continue
+            missed = gaps.see(ev.device_id, ev.seq) if gaps is not None else 0
+            if missed:
+                print(f"aerd listen: {ev.device_id}: {missed} message(s) missed before seq "
+                      f"{ev.seq} (this subscriber fell behind, or reconnected)", file=sys.stderr)
             if isinstance(ev, EmotionEvent):
                 seen += 1
             if pretty and isinstance(ev, EmotionEvent):

@@ -1,6 +1,7 @@
 """`aerd listen` pieces: the live view and the subscriber against a real PUB socket."""
 
 import io
+import json
 import threading
 import time
 
@@ -49,6 +50,60 @@ def test_listen_counts_emotions_ignores_bad_messages_and_times_out(tmp_path):
         out2 = io.StringIO()
         assert listen(ep, count=1, timeout=0.5, topics=["nothing"], out=out2, ctx=ctx) == 1
         assert out2.getvalue() == ""
+    finally:
+        stop.set()
+        th.join()
+        pub.close()
+        ctx.term()
+
+
+def test_seq_gaps_per_device_and_restarts():
+    from aerd.listen import SeqGaps
+
+    g = SeqGaps()
+    assert [g.see("a", s) for s in (5, 6, 9, 10)] == [0, 0, 2, 0]
+    assert g.see("b", 1) == 0 and g.see("b", 3) == 1      # another device: its own count
+    assert g.see("a", 1) == 0 and g.see("a", 2) == 0      # "a" restarted: seq from 1 again
+
+
+def test_listen_skips_malformed_events_and_reports_missed_ones(tmp_path, capsys):
+    """Wrong field types, JSON nested 100 000 deep: skipped with a line each, in both output
+    modes; a gap in seq (messages ZeroMQ dropped for this subscriber) is reported."""
+    ep = f"ipc://{tmp_path}/m.sock"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(ep)
+    good = _emotion(1).to_dict()
+    bad = [[b"emotion", json.dumps({**good, "confidence": "high"}).encode()],
+           [b"emotion", json.dumps({**good, "probs": {"happy": "x"}}).encode()],
+           [b"status", json.dumps({**StatusEvent(seq=1, ts=1.0, device_id="d").to_dict(),
+                                   "windows": 2.5}).encode()],
+           [b"emotion", b"[" * 100_000 + b"]" * 100_000]]
+    stop = threading.Event()
+
+    def publish():
+        seq = 0
+        while not stop.is_set():
+            for frames in bad:
+                pub.send_multipart(frames)
+            seq += 3   # two messages of each round "lost"
+            pub.send_multipart(_emotion(seq).to_frames())
+            time.sleep(0.02)
+
+    th = threading.Thread(target=publish)
+    th.start()
+    try:
+        for pretty in (False, True):
+            out = io.StringIO()
+            assert listen(ep, count=3, timeout=10, topics=["emotion", "status"], out=out,
+                          pretty=pretty, ctx=ctx) == 0
+            err = capsys.readouterr().err
+            assert "field 'confidence' is not of type float" in err
+            assert "field 'probs' is not of type dict[str, float]" in err
+            assert "field 'windows' is not of type int" in err
+            assert "nested too deep" in err
+            assert "2 message(s) missed before seq" in err
+            assert out.getvalue().count("HAPPY" if pretty else '"topic": "emotion"') == 3
     finally:
         stop.set()
         th.join()
