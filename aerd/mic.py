@@ -66,6 +66,7 @@ class MicSource:
         self.max_backoff_s = max_backoff_s
         self.buffer_s = buffer_s
         self._raw: RingBuffer | None = None
+        self._mono = np.zeros(0, np.float32)   # stereo downmix block, sized at open
         self._old_overflows = 0   # from rings of streams that were lost
         self.ended = False
         self.state, self.detail = "starting", ""
@@ -89,7 +90,15 @@ class MicSource:
         self._last_cb = time.monotonic()
         if status.input_overflow:
             self.portaudio_overflows += 1
-        self._raw.write(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1))
+        if indata.shape[1] == 1:
+            self._raw.write(indata[:, 0])
+        elif frames <= len(self._mono):   # stereo: downmix into the preallocated block
+            mono = self._mono[:frames]
+            np.add(indata[:, 0], indata[:, 1], out=mono)
+            mono *= np.float32(0.5)
+            self._raw.write(mono)
+        else:   # a longer block than asked for (PortAudio may): rare, allocate
+            self._raw.write(indata.mean(axis=1))
 
     def _open(self, first: bool = False) -> None:
         sd = self._sd
@@ -115,6 +124,7 @@ class MicSource:
             if self._raw is not None:
                 self._old_overflows += self._raw.overflows
             self._raw = RingBuffer(int(self.buffer_s * dev_rate))
+            self._mono = np.zeros(2 * int(dev_rate * self.block_s), np.float32)
             self._resample = Resampler(dev_rate, self.rate)
             self._stream = sd.InputStream(device=index, channels=channels, samplerate=dev_rate,
                                           dtype="float32", blocksize=int(dev_rate * self.block_s),
@@ -158,7 +168,12 @@ class MicSource:
                 return None
         block = self._raw.read(int(self._raw.capacity), timeout=min(timeout, self.stall_s / 4))
         if block is None:
-            if not self._stream.active:
+            try:
+                active = self._stream.active
+            except self._sd.PortAudioError as e:   # the stream's host API is gone
+                active = False
+                log.debug("stream state unreadable: %s", e)
+            if not active:
                 self._lost("stream stopped (device or sound server gone)")
             elif time.monotonic() - self._last_cb > self.stall_s:
                 self._lost(f"no audio callback for {self.stall_s:.1f} s")

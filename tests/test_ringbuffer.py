@@ -97,3 +97,27 @@ def test_threaded_producer_consumer_loses_nothing():
     assert not th.is_alive()
     assert rb.overflows == 0 and rb.dropped_samples == 0
     np.testing.assert_array_equal(np.concatenate(got), data)
+
+
+def test_microphone_callback_downmixes_stereo_without_allocating():
+    """The PortAudio callback (called here directly: no stereo-only device exists on this
+    machine) writes the mean of the two channels and allocates nothing per block."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from aerd.mic import MicSource
+
+    mic = object.__new__(MicSource)   # the callback's state only, as _open sets it up
+    mic._raw, mic._mono = RingBuffer(16000), np.zeros(1600, np.float32)
+    mic.portaudio_overflows, mic._last_cb = 0, 0.0
+    ok = SimpleNamespace(input_overflow=False)
+    block = np.random.default_rng(0).standard_normal((800, 2)).astype(np.float32)
+    mic._callback(block, 800, None, ok)
+    np.testing.assert_allclose(mic._raw.read(800, timeout=0), block.mean(axis=1), rtol=1e-6)
+    tracemalloc.start()
+    for _ in range(15):   # the ring holds 20 blocks: no reads needed (reads allocate)
+        mic._callback(block, 800, None, ok)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1000, f"{peak} bytes allocated by 15 callbacks of 800 stereo frames"
+    assert len(mic._raw) == 15 * 800
