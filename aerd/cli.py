@@ -52,6 +52,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _fraction(text: str) -> float:
+    """An argparse ``type``: a number from 0 to 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= v <= 1.0:   # also false for NaN
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="aerd", description="Audio emotion recognition daemon.")
     p.add_argument("--version", action="version", version=f"aerd {__version__}")
@@ -70,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("files", nargs="+", metavar="FILE")
     cl.add_argument("--model", default=None, help="model card (.json), .onnx, or shipped model name")
     cl.add_argument("--adapt", action="store_true", help="adapt to the files' speaker(s) in order")
-    cl.add_argument("--min-speech", type=float, default=config.DecisionSettings.min_speech)
+    cl.add_argument("--min-speech", type=_fraction, default=config.DecisionSettings.min_speech,
+                    help="fraction of speech frames a window needs to count (0..1)")
 
     li = sub.add_parser("listen", help="print events as JSON lines")
     li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
@@ -134,6 +146,8 @@ def build_source(s: config.Settings, rate: int):
     from .sources import FileSource, StdinSource
 
     if src == "-":
+        if sys.stdin is None:   # started with stdin closed (`<&-`)
+            raise ConfigError("--input -: there is no standard input (it is closed)")
         return StdinSource(sys.stdin.buffer, s.input.rate, rate, s.input.channels, s.input.block_s)
     return FileSource(src, rate, fast=s.input.fast, block_s=s.input.block_s)
 

@@ -12,7 +12,7 @@ import zmq
 
 from .errors import ConfigError
 from .events import EmotionEvent, EventError, from_frames
-from .security import CurveClient, apply_curve_client
+from .security import CurveClient, apply_curve_client, use_ipv6_if_needed
 
 
 def _bar(p: float, width: int = 30) -> str:
@@ -60,6 +60,7 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
         for t in topics:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         try:
+            use_ipv6_if_needed(sock, endpoint)
             sock.connect(endpoint)
         except zmq.ZMQError as e:
             raise ConfigError(f"--endpoint {endpoint}: cannot connect ({e.strerror})") from None

@@ -19,7 +19,7 @@ from .config import PublishSettings
 from .errors import ConfigError
 from .events import Event
 from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
-                       check_endpoint, check_ipc_path)
+                       check_endpoint, check_ipc_path, use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Publisher:
                 else:
                     self._auth = apply_curve_server(self.ctx, self.sock, CurveServer(
                         Path(s.curve_secret), Path(s.curve_clients) if s.curve_clients else None))
+            use_ipv6_if_needed(self.sock, s.endpoint)
             if s.connect:
                 self.sock.connect(s.endpoint)
             else:

@@ -17,7 +17,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
-from aerd.security import CurveServer, apply_curve_server, check_endpoint, check_ipc_path
+from aerd.security import CurveServer, apply_curve_server, check_endpoint, check_ipc_path, use_ipv6_if_needed
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class Relay:
                 self._auths.append(auth)
         if endpoint.startswith("ipc://"):
             check_ipc_path(endpoint, option)
+        use_ipv6_if_needed(sock, endpoint)
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

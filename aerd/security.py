@@ -51,7 +51,15 @@ def _split_host(endpoint: str, scheme: str, rest: str) -> str:
         host, sep, port = rest.rpartition(":")
     if not sep or not host or not (port.isdigit() or port in ("*", "!")):
         raise ConfigError(f"malformed endpoint {endpoint!r}: expected host:port")
+    if port.isdigit() and not 0 < int(port) < 65536:
+        raise ConfigError(f"malformed endpoint {endpoint!r}: port {port} is not 1..65535")
     return host
+
+
+def use_ipv6_if_needed(sock: zmq.Socket, endpoint: str) -> None:
+    """ZeroMQ sockets are IPv4-only unless told: turn IPv6 on for a ``tcp://[addr]:port``."""
+    if "://[" in endpoint or ";[" in endpoint:
+        sock.ipv6 = True
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -90,7 +98,11 @@ def check_endpoint(endpoint: str, *, curve: bool, insecure: bool, option: str = 
     Raises ConfigError naming ``option`` and the endpoint; with ``insecure``
     a loud warning is logged and the endpoint is allowed.
     """
-    if curve or is_local_endpoint(endpoint):
+    try:
+        local = is_local_endpoint(endpoint)
+    except ConfigError as e:
+        raise ConfigError(f"{option}: {e}") from None
+    if curve or local:
         return
     if insecure:
         log.warning("INSECURE: %s %s is reachable from other hosts and CURVE is off; "

@@ -1,0 +1,212 @@
+"""Bad input, end to end through the real `aerd` command: each gets one line on stderr naming
+the option, field, file or endpoint at fault, and a non-zero exit where the program stops;
+the good part of the input still goes through (the other files, the readable audio)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket as pysocket
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from e2e_helpers import (CLIPS, REPO, aerd_cmd, env, free_tcp_port, json_lines, make_stream, run,
+                         spawn)
+
+
+def test_classify_good_and_bad_files(tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(4000, np.float32), 16000)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    missing = tmp_path / "missing.flac"
+    files = [str(CLIPS[0]), str(missing), str(text), str(empty), str(short), str(CLIPS[1])]
+    r = run("classify", *files)
+    assert r.returncode == 1
+    lines = json_lines(r.stdout)
+    assert [x["file"] for x in lines] == [str(CLIPS[0]), str(CLIPS[1])]
+    for x in lines:
+        assert x["label"] in x["probs"] and 0 < x["confidence"] <= 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 4
+    for bad, line in zip([missing, text, empty, short], err):
+        assert str(bad) in line
+    assert "too short" in err[3] and "empty" in err[2]
+
+
+def test_a_damaged_file_is_an_error_not_a_partial_result(tmp_path):
+    """A FLAC cut off half-way: classify refuses to give it a label (one line naming it, the
+    other files still classified, exit 1); the daemon publishes the readable part, says
+    "read error" in its status, and exits 1 with one line naming the file."""
+    long = tmp_path / "long.wav"
+    make_stream(long, repeat=3)
+    cut = tmp_path / "cut.flac"
+    y, sr = sf.read(long, dtype="float32")
+    sf.write(cut, y, sr)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    r = run("classify", str(cut), str(CLIPS[0]))
+    assert r.returncode == 1
+    assert [x["file"] for x in json_lines(r.stdout)] == [str(CLIPS[0])]
+    assert r.stdout.count("\n") == 1, r.stdout   # nothing but the JSON line on stdout
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and str(cut) in err[0] and "read error after" in err[0], err
+    ep = f"ipc://{tmp_path}/cut.sock"
+    listener = spawn("listen", "--endpoint", ep, "--timeout", "60", "--count", "100000")
+    daemon = spawn("run", "--input", str(cut), "--fast", "--endpoint", ep, "--no-adapt",
+                   "--wait-subscriber", "20")
+    d_out, d_err = daemon.communicate(timeout=120)
+    time.sleep(0.3)
+    listener.send_signal(signal.SIGTERM)
+    events = json_lines(listener.communicate(timeout=10)[0])
+    assert daemon.returncode == 1, d_out + d_err
+    last = d_err.strip().splitlines()[-1]
+    assert last.startswith("aerd run: error:") and str(cut) in last and "read error" in last
+    assert any(e["topic"] == "emotion" for e in events), "the readable part was not published"
+    assert any(e["topic"] == "status" and e["detail"].startswith("read error") for e in events)
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    """`aerd classify ... | head -c 10`: the pipe closes under it; it stops quietly, exit 0."""
+    import subprocess
+
+    p = subprocess.Popen(aerd_cmd("classify", *[str(c) for c in CLIPS * 4]), cwd=REPO, env=env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(timeout=60)
+    assert p.returncode == 0 and err == "", err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "/nonexistent/model.json"], "/nonexistent/model.json"),
+    (["--rate", "12"], "[input] rate"),
+    (["--input", "/nonexistent.wav"], "/nonexistent.wav"),
+    (["--endpoint", "tcp://0.0.0.0:5599"], "CURVE"),
+    (["--endpoint", "nonsense"], "[publish] endpoint"),
+    (["--endpoint", "tcp://127.0.0.1"], "--endpoint: malformed endpoint"),
+    (["--endpoint", "tcp://127.0.0.1:99999"], "port 99999 is not 1..65535"),
+])
+def test_bad_run_options_fail_with_one_line(args, needle):
+    r = run("run", "--fast", *args, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("aerd run: error:"), lines
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--rate", "abc"], "aerd run: error: argument --rate: invalid int value: 'abc'"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["listen", "--topic", "foo"], "aerd listen: error: argument --topic: invalid choice: 'foo'"),
+    (["relay", "--frontend", "ipc:///tmp/x"], "the following arguments are required: --backend"),
+    (["classify", "--min-speech", "7", "x.wav"], "--min-speech: expected a number from 0 to 1"),
+])
+def test_unparsable_options_fail_with_one_line_too(args, needle):
+    """argparse's own errors: one line (no usage block), naming the option, exit 2."""
+    r = run(*args, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "--help" in lines[0], lines
+
+
+def test_stdin_input_with_stdin_closed(tmp_path):
+    import os
+    import subprocess
+
+    r = subprocess.run(aerd_cmd("run", "--input", "-", "--endpoint", f"ipc://{tmp_path}/c.sock"),
+                       cwd=REPO, env=env(), capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: os.close(0))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "no standard input" in lines[0], r.stderr
+
+
+def _ipv6_loopback() -> str | None:
+    try:
+        with pysocket.socket(pysocket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as e:
+        return f"no IPv6 loopback here ({e})"
+    return None
+
+
+@pytest.mark.skipif(_ipv6_loopback() is not None, reason=_ipv6_loopback() or "")
+def test_ipv6_loopback_endpoint(tmp_path):
+    with pysocket.socket(pysocket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    ep = f"tcp://[::1]:{port}"
+    listener = spawn("listen", "--endpoint", ep, "--count", "2", "--timeout", "60")
+    r = run("run", "--input", str(CLIPS[0]), "--fast", "--endpoint", ep, "--no-adapt",
+            "--wait-subscriber", "20")
+    out, _ = listener.communicate(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert listener.returncode == 0 and len([e for e in json_lines(out) if e["topic"] == "emotion"]) >= 2
+
+
+def test_bad_config_field_names_field_and_file(tmp_path):
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text('[decision]\nsmoothing = "three"\n')
+    r = run("run", "--config", str(cfg), timeout=60)
+    assert r.returncode == 2
+    assert str(cfg) in r.stderr and "[decision] smoothing" in r.stderr
+    cfg.write_text('[decison]\nsmoothing = 3\n')
+    r = run("run", "--config", str(cfg), timeout=60)
+    assert r.returncode == 2 and "unknown setting [decison]" in r.stderr
+
+
+def test_corrupt_or_mismatched_model(tmp_path):
+    from e2e_helpers import REPO
+
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x01garbage" * 100)
+    card.update(onnx="bad.onnx", onnx_sha256="")
+    (tmp_path / "bad.json").write_text(json.dumps(card))
+    r = run("run", "--model", str(tmp_path / "bad.json"), "--input", str(CLIPS[0]), timeout=60)
+    assert r.returncode == 2 and "bad.onnx" in r.stderr and "ONNX" in r.stderr
+    card2 = json.loads((REPO / "models" / "default.json").read_text())
+    card2["n_features"] = 7
+    (tmp_path / "mismatch.json").write_text(json.dumps(card2))
+    r = run("classify", "--model", str(tmp_path / "mismatch.json"), str(CLIPS[0]), timeout=60)
+    assert r.returncode == 2 and "n_features" in r.stderr
+    card3 = json.loads((REPO / "models" / "default.json").read_text())
+    card3["onnx_sha256"] = "0" * 64
+    card3["onnx"] = str(REPO / "models" / "default.onnx")
+    (tmp_path / "tampered.json").write_text(json.dumps(card3))
+    r = run("classify", "--model", str(tmp_path / "tampered.json"), str(CLIPS[0]), timeout=60)
+    assert r.returncode == 2 and "sha256" in r.stderr
+
+
+def test_busy_endpoint_is_refused(tmp_path):
+    import zmq
+
+    port = free_tcp_port()
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUB)
+    s.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        r = run("run", "--input", str(CLIPS[0]), "--fast", "--endpoint", f"tcp://127.0.0.1:{port}")
+        assert r.returncode == 2 and f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
+        ipc = f"ipc://{tmp_path}/busy.sock"
+        s2 = ctx.socket(zmq.PUB)
+        s2.bind(ipc)
+        r = run("run", "--input", str(CLIPS[0]), "--fast", "--endpoint", ipc)
+        s2.close()
+        assert r.returncode == 2 and "already in use" in r.stderr
+    finally:
+        s.close()
+        ctx.term()
+
+
+def test_no_microphone_is_one_clear_line(tmp_path):
+    e = env()
+    e["PULSE_SERVER"] = f"unix:{tmp_path}/no-server"
+    r = run("run", "--endpoint", f"ipc://{tmp_path}/m.sock", env=e, timeout=60)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert "microphone" in last and "--input" in last
