@@ -101,7 +101,8 @@ class Publisher:
         except ConfigError:
             self.close()
             raise
-        log.info("publishing on %s (%s%s)", s.endpoint, "connect" if s.connect else "bind",
+        where = s.endpoint if s.connect else self.sock.last_endpoint.decode()   # tcp://...:* -> port
+        log.info("publishing on %s (%s%s)", where, "connect" if s.connect else "bind",
                  ", CURVE" if curve else "")
 
     def send(self, event: Event) -> bool:
