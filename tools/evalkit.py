@@ -60,11 +60,14 @@ def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:
 
 
 def accuracy(y: np.ndarray, p: np.ndarray, n: int) -> tuple[float, float, np.ndarray]:
-    """(accuracy, unweighted accuracy, confusion matrix rows=true)."""
+    """(accuracy, unweighted accuracy over the classes present, confusion matrix rows=true).
+    A prediction of -1 (no decision) is wrong and has no column in the matrix."""
     cm = np.zeros((n, n), int)
-    np.add.at(cm, (y, p), 1)
-    rec = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
-    return float(np.mean(y == p)), float(rec[cm.sum(axis=1) > 0].mean()), cm
+    ok = p >= 0
+    np.add.at(cm, (y[ok], p[ok]), 1)
+    support = np.bincount(y, minlength=n)
+    rec = np.diag(cm) / np.maximum(support, 1)
+    return float(np.mean(y == p)), float(rec[support > 0].mean()), cm
 
 
 def decide(probs: np.ndarray, speech: np.ndarray) -> np.ndarray:
@@ -86,7 +89,9 @@ def clip_scores(predict: Callable[[np.ndarray], np.ndarray], tab: ds.FeatureTabl
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4)}
+    """Mean and sample standard deviation (ddof 1: five folds are a sample of speakers)."""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": round(float(np.mean(values)), 4), "std": round(sd, 4)}
 
 
 def fmt(s: dict[str, float]) -> str:
@@ -161,19 +166,26 @@ def make_normalizer(params: dict[str, Any], rstd: np.ndarray, dim: int) -> Featu
     return FeatureNormalizer.from_card({**params, "ref_std": rstd}, dim)
 
 
+def random_order(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A device hears its clips in a random order (the default of :func:`adapt_eval`)."""
+    return rng.permutation(ids)
+
+
 def adapt_eval(cold: Callable, adapted: Callable, tab: ds.FeatureTable, clips: list[ds.Clip],
                y_clip: np.ndarray, actors: list[int], params: dict[str, Any],
-               rstd: np.ndarray, seed: int, aug: int = 0) -> tuple[np.ndarray, np.ndarray,
-                                                                    np.ndarray, np.ndarray]:
+               rstd: np.ndarray, seed: int, aug: int = 0,
+               order: Callable[[np.ndarray, np.random.Generator], np.ndarray] = random_order
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Streaming adaptation on held-out devices; returns (true, pred cold, pred adapted,
-    post-warm-up flag) per clip in ``classes``."""
+    post-warm-up flag) per clip in ``classes``. Each actor is one device hearing the clips
+    ``order`` picks from its own, in that order."""
     actor = np.array([c.actor for c in clips])
     yt, pc, pa, warm = [], [], [], []
     win = (tab.kind == 1) & (tab.aug == aug)
     for a in actors:
         norm = make_normalizer(params, rstd, tab.X.shape[1])
-        order = np.random.default_rng([seed, a, 99]).permutation(np.flatnonzero(actor == a))
-        for ci in order:
+        order_a = order(np.flatnonzero(actor == a), np.random.default_rng([seed, a, 99]))
+        for ci in order_a:
             rows = np.flatnonzero(win & (tab.clip == ci))
             x, sp = tab.X[rows], tab.speech[rows]
             p_cold = cold(x)

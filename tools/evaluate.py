@@ -17,6 +17,10 @@ Protocols (all figures are mean +- std over folds / repeats):
   clips); the clip's decision is the mean of its windows with speech >= 0.2 (all its windows
   if none; the window overlapping it most if it has none), argmax. Compared with the same
   ONNX model on the clips one by one.
+* ``device``: tools/device_eval.py: adaptation when a device hears its clips grouped by
+  emotion, or only low-arousal ones (neutral, calm, sad); and the daemon's own events (its
+  FileSource, Pipeline and Decider on a bundle of the fold's graphs, one stream per held-out
+  actor, adaptation off and on).
 * ``adapt``: per-device adaptation (aerd/adapt.py). Each held-out actor is one device
   hearing its 60 clips in a random order; the normaliser is updated with each speech window
   (speech >= 0.2) as it arrives, and that window is classified with the cold model until
@@ -49,6 +53,7 @@ if str(REPO) not in sys.path:
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
+from tools import device_eval  # noqa: E402
 from tools import seed_eval  # noqa: E402
 from tools.evalkit import (ADAPT, FOLDS, accuracy, adapt_eval, adapt_rows, clip_scores,  # noqa: E402
                            fmt, labels_of, number_list, onnx_predictor, ref_std, stream_labels,
@@ -162,6 +167,15 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
                 yt, pc, pa, warm = adapt_eval(cold, apipe.predict_proba, tab, clips, yc, test,
                                               params, rstd, cfg.seed, aug=1)
                 add("adapt8_room", yt, pa, 8)
+            if parts is None and tag == "8":   # what the device hears (device_eval.py)
+                yt, _, pa, _ = adapt_eval(cold, adapted, tab, clips, yc, test, params, rstd,
+                                          cfg.seed, order=device_eval.emotion_blocks(clips))
+                add("adapt8_blocked", yt, pa, 8)
+                yt, pc, pa, _ = adapt_eval(cold, adapted, tab, clips, yc, test, params, rstd,
+                                           cfg.seed, order=device_eval.only(
+                                               device_eval.LOW_AROUSAL, clips))
+                add("cold8_lowarousal", yt, pc, 8)
+                add("adapt8_lowarousal", yt, pa, 8)
             if cfg.stream and tag == "8":
                 blob = tr.export_onnx(pipe, spec.n_features)
                 run = onnx_predictor(blob)
@@ -169,6 +183,12 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
                 add("onnx_clip8", yc[ids], clip_p, 8)
                 add("stream8", yc[ids], stream_labels(run, ids, clips, spec, tr.WINDOW_S,
                                                       tr.HOP_S, cfg.seed + k), 8)
+                ablob = tr.export_onnx(apipe, spec.n_features)
+                labels = [ds.EMOTIONS[int(c)] for c in pipe.classes_]
+                for on in (False, True):
+                    yt, yp = device_eval.daemon_stream(blob, ablob, labels, params, rstd, test,
+                                                       clips, yc, cfg.seed + k, adapt=on)
+                    add("daemon8_adapted" if on else "daemon8_cold", yt, yp, 8)
         log(f"  fold {k + 1} (actors {test}): " + ", ".join(
             f"{n} {100 * v[-1]:.1f}" for n, v in acc.items() if n.endswith("_acc")
             and "postwarmup" not in n) + f"  [{time.time() - t0:.0f} s]")

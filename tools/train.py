@@ -115,6 +115,20 @@ def training_info(clips: list[ds.Clip], **more: Any) -> dict[str, Any]:
             **more}
 
 
+def adaptation_table(onnx_name: str, ablob: bytes, adapt: dict[str, Any],
+                     rstd: np.ndarray) -> dict[str, Any]:
+    """A card's ``adaptation``: the adaptation graph's file and the normaliser's parameters."""
+    return {
+        "onnx": onnx_name, "onnx_sha256": sha256(ablob),
+        "method": "per-device running mean/variance normaliser (aerd.adapt.FeatureNormalizer) "
+                  "of speech windows (speech >= 0.2), shrunk toward the population statistics "
+                  "(prior_mean, ref_std) with weight prior_count windows; before warm-up use "
+                  "the cold graph",
+        **{k: v for k, v in adapt.items() if k != "prior_mean"},
+        "ref_std": [round(float(v), 6) for v in rstd],
+        "prior_mean": [round(float(v), 6) for v in adapt.get("prior_mean", [])]}
+
+
 def card_base(spec: FeatureSpec, labels: list[str]) -> dict[str, Any]:
     return {"labels": labels, "features": spec.to_dict(), "n_features": spec.n_features,
             "window_s": WINDOW_S, "hop_s": HOP_S, "min_audio_s": MIN_AUDIO_S}
@@ -176,15 +190,7 @@ def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str,
         examples=int(len(y)),
         adaptation_examples=int(len(ya)))
     card["metrics"] = metrics or {}
-    card["adaptation"] = {
-        "onnx": "default.adapt.onnx", "onnx_sha256": sha256(ablob),
-        "method": "per-device running mean/variance normaliser (aerd.adapt.FeatureNormalizer) "
-                  "of speech windows (speech >= 0.2), shrunk toward the population statistics "
-                  "(prior_mean, ref_std) with weight prior_count windows; before warm-up use "
-                  "the cold graph",
-        **{k: v for k, v in adapt.items() if k != "prior_mean"},
-        "ref_std": [round(float(v), 6) for v in rstd],
-        "prior_mean": [round(float(v), 6) for v in adapt.get("prior_mean", [])]}
+    card["adaptation"] = adaptation_table("default.adapt.onnx", ablob, adapt, rstd)
     blob = export_onnx(pipe, spec.n_features)
     path = write_bundle("default", blob, card, MODELS, extra={"default.adapt.onnx": ablob})
     # the int8 variant: the same graphs through onnxruntime's dynamic quantisation
