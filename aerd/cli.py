@@ -172,9 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     device_id = s.publish.device_id or socket.gethostname()
 
-    def reload() -> Any:
+    rate = model.card.features.sample_rate   # the source delivers this; reloads must keep it
+
+    def reload() -> Any:   # (no reference to the first model, so a reload frees it)
         nonlocal store   # the daemon adopts the returned pipeline: its state lives there
-        rate = model.card.features.sample_rate
         try:
             new = run_settings(args)
             m = load_model(new.model.path or None, adapt=new.adapt.enabled)
@@ -198,6 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = Daemon(source, Pipeline(model, s.decision, store.load(model) if store else None),
                     publisher, device_id, s.publish.status_interval, Notifier.from_env(),
                     reload=reload, persist=persist)
+    del model   # the pipeline holds it; after a reload nothing does
     daemon.install_signal_handlers()
     try:
         if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(

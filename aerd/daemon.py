@@ -175,8 +175,9 @@ class Daemon:
                 # the loop is alive and the source retries the device itself: not a hang
                 self.gate.progress()
             if src.state != self._input_state:
-                if self._input_state:
-                    log.info("input %s: %s", src.state, src.detail)
+                if self._input_state:   # the microphone logs its own losses (rate-limited)
+                    log.log(logging.INFO if src.ended else logging.DEBUG, "input %s: %s",
+                            src.state, src.detail)
                 self._input_state = src.state
                 self._publish_status()
             if src.ended:

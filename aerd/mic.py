@@ -4,6 +4,13 @@ The PortAudio callback only copies the block into a bounded :class:`RingBuffer` 
 counts overflows. The consumer watches the stream: if it stops (``stream.active`` turns
 False, as it does when the sound server or device goes away) or its callbacks stall for
 ``stall_s``, the input is marked lost and reopened with capped exponential backoff.
+
+Retries: 0.5 s, doubling to ``max_backoff_s`` (8 s); after ``long_trouble_s`` (5 min) of
+trouble, every ``long_backoff_s`` (60 s). A device that opens but never delivers counts as
+trouble too: the backoff is only reset after ``healthy_s`` (30 s) of audio. Each reopen
+re-initialises PortAudio to find new devices, and PortAudio/ALSA leak about 12 KB per
+re-initialisation (measured), so the slow schedule keeps a long loss to about 17 MB a day.
+After the first few losses of a trouble spell, the open/lost lines go to the debug log.
 """
 
 from __future__ import annotations
@@ -55,8 +62,12 @@ def find_device(spec: str, devices: list[dict[str, Any]]) -> int | None:
 class MicSource:
     """Reads the microphone; ``read(timeout)`` like the other sources, never ends by itself."""
 
+    LOUD_LOSSES = 3
+    """Losses per trouble spell logged as warnings; later ones are debug lines."""
+
     def __init__(self, device: str, rate: int, buffer_s: float = 10.0, block_s: float = 0.05,
-                 stall_s: float = 1.0, max_backoff_s: float = 8.0):
+                 stall_s: float = 1.0, max_backoff_s: float = 8.0, healthy_s: float = 30.0,
+                 long_trouble_s: float = 300.0, long_backoff_s: float = 60.0):
         self._sd = import_sounddevice()
         self.name = "mic"
         self.device_spec = device
@@ -64,6 +75,12 @@ class MicSource:
         self.block_s = block_s
         self.stall_s = stall_s
         self.max_backoff_s = max_backoff_s
+        self.healthy_s = healthy_s
+        self.long_trouble_s = long_trouble_s
+        self.long_backoff_s = long_backoff_s
+        self._trouble_since: float | None = None   # first loss of the current trouble spell
+        self._trouble_losses = 0
+        self._opened_at = 0.0
         self.buffer_s = buffer_s
         self._raw: RingBuffer | None = None
         self._mono = np.zeros(0, np.float32)   # stereo downmix block, sized at open
@@ -138,22 +155,39 @@ class MicSource:
                                  "(see `aerd devices`) or use --input FILE or --input -") from None
             self.detail = f"reopen failed: {msg}"
             return
-        self._last_cb = time.monotonic()
-        self._backoff = 0.5
+        self._last_cb = self._opened_at = time.monotonic()
         self.state = "ok"
         self.detail = f"{info['name']} @ {dev_rate} Hz"
-        log.info("microphone open: %s", self.detail)
+        self._log_trouble(logging.INFO, "microphone open: %s", self.detail)
+
+    def _log_trouble(self, level: int, msg: str, *args: Any) -> None:
+        """Log, but only the first LOUD_LOSSES rounds of a trouble spell above debug."""
+        quiet = self._trouble_losses > self.LOUD_LOSSES
+        log.log(logging.DEBUG if quiet else level, msg, *args)
+        if self._trouble_losses == self.LOUD_LOSSES + 1 and level == logging.WARNING:
+            log.warning("microphone keeps failing; retrying quietly (status events go on)")
+
+    def _schedule_retry(self) -> None:
+        now = time.monotonic()
+        self._retry_at = now + self._backoff
+        long = (self._trouble_since is not None
+                and now - self._trouble_since > self.long_trouble_s)
+        self._backoff = (self.long_backoff_s if long
+                         else min(self._backoff * 2, self.max_backoff_s))
 
     def _lost(self, why: str) -> None:
         self.losses += 1
+        if self._trouble_since is None:
+            self._trouble_since = time.monotonic()
+        self._trouble_losses += 1
         self.state, self.detail = "lost", why
-        log.warning("microphone lost: %s; retrying", why)
+        self._log_trouble(logging.WARNING, "microphone lost: %s; retrying", why)
         try:
             self._stream.close()
         except self._sd.PortAudioError:
             pass
         self._stream = None
-        self._retry_at = time.monotonic() + self._backoff
+        self._schedule_retry()
 
     def read(self, timeout: float = 1.0) -> np.ndarray | None:
         now = time.monotonic()
@@ -163,8 +197,7 @@ class MicSource:
                 return None
             self._open()
             if self._stream is None:
-                self._backoff = min(self._backoff * 2, self.max_backoff_s)
-                self._retry_at = time.monotonic() + self._backoff
+                self._schedule_retry()
                 return None
         block = self._raw.read(int(self._raw.capacity), timeout=min(timeout, self.stall_s / 4))
         if block is None:
@@ -178,6 +211,8 @@ class MicSource:
             elif time.monotonic() - self._last_cb > self.stall_s:
                 self._lost(f"no audio callback for {self.stall_s:.1f} s")
             return None
+        if self._trouble_since is not None and time.monotonic() - self._opened_at > self.healthy_s:
+            self._trouble_since, self._trouble_losses, self._backoff = None, 0, 0.5   # healthy
         return self._resample(block)
 
     def close(self) -> None:

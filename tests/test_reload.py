@@ -117,3 +117,49 @@ def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
     assert len(failures) == 3, out[-2000:]
     for (needle, _), line in zip(bad, failures):
         assert needle in line, line
+
+
+COUNT_MODELS = """
+import gc, sys, threading, time, weakref
+import aerd.model as am
+alive = weakref.WeakSet()
+init = am.Model.__init__
+def track(self, *a, **k):
+    init(self, *a, **k)
+    alive.add(self)
+am.Model.__init__ = track
+def report():
+    while True:
+        time.sleep(0.5)
+        gc.collect()
+        print(f"MODELS {len(alive)}", file=sys.stderr, flush=True)
+threading.Thread(target=report, daemon=True).start()
+from aerd.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_reload_frees_the_previous_model(tmp_path):
+    """After SIGHUP only the new model (and its onnxruntime sessions) is alive: the first one
+    was kept by the reload code before, about 8 MB for the life of the process."""
+    import subprocess
+    import time
+
+    from e2e_helpers import aerd_cmd, env
+
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=2)
+    cmd = [aerd_cmd()[0], "-c", COUNT_MODELS, "run", "--input", str(wav), "--no-adapt",
+           "--endpoint", f"ipc://{tmp_path}/f.sock"]
+    p = subprocess.Popen(cmd, env=env(), cwd=REPO, stderr=subprocess.PIPE, text=True,
+                         stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        p.send_signal(signal.SIGHUP)
+        time.sleep(3)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    finally:
+        stop_process(p)
+    counts = [int(line.split()[1]) for line in err.splitlines() if line.startswith("MODELS ")]
+    assert counts and counts[-1] == 1, counts

@@ -79,6 +79,36 @@ def test_microphone_capture_loss_and_recovery(tmp_path, ctx):
     assert daemon.returncode == 0
 
 
+@needs_pulse
+def test_a_microphone_that_opens_but_never_delivers_backs_off(tmp_path, ctx):
+    """The virtual source suspended: each reopen succeeds, then stalls. The retries back off
+    (0.5, 1, 2, 4, 8 s) instead of cycling every 1.5 s, and after the first few losses the
+    log goes quiet; when audio flows again, the input is ok again."""
+    server = PulseServer(tmp_path / "pa").start()
+    ep = f"ipc://{tmp_path}/sus.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--endpoint", ep, "--no-adapt", "--status-interval", "60",
+                   env={**server.client_env(env())})
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "status" and e["input"] == "ok")
+        server.pactl("suspend-source", "mic", "1")
+        sub.pump(20)
+        losses = [e for _, e in sub.events if e["topic"] == "status" and e["input"] == "lost"]
+        # 20 s: before, one loss per ~1.6 s (about 12); now at most 0.5+1+2+4+8 s of waits
+        assert 2 <= len(losses) <= 6, len(losses)
+        server.pactl("suspend-source", "mic", "0")
+        assert sub.pump(30, lambda e: e["topic"] == "status" and e["input"] == "ok")
+        assert daemon.poll() is None
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+    finally:
+        _stop(daemon)
+        sub.close()
+        server.stop()
+    lost_lines = [ln for ln in out.splitlines() if "microphone lost" in ln]
+    assert 1 <= len(lost_lines) <= 3 + 1, out[-1500:]
+
+
 def _notify_socket(tmp_path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     path = str(tmp_path / "notify.sock")
