@@ -30,7 +30,7 @@ def test_defaults():
     assert s == Settings()
     assert (s.input.source, s.input.rate, s.input.channels, s.input.fast) == ("mic", 16000, 1, False)
     assert (s.decision.min_speech, s.decision.smoothing, s.decision.hysteresis,
-            s.decision.reset_after) == (0.2, 3, 0.1, 4)
+            s.decision.reset_after) == (0.2, 1, 0.1, 4)
     assert s.publish.endpoint == "tcp://127.0.0.1:5556" and s.publish.connect is False
     assert s.service.log_level == "info" and s.adapt.enabled is True
 
@@ -53,7 +53,7 @@ connect = true
     s = config.load(p)
     assert (s.input.source, s.input.rate, s.input.channels) == ("-", 8000, 2)
     assert s.input.buffer_s == 3.0 and isinstance(s.input.buffer_s, float)
-    assert s.decision.hysteresis == 0.25 and s.decision.smoothing == 3   # untouched default
+    assert s.decision.hysteresis == 0.25 and s.decision.smoothing == 1   # untouched default
     assert s.publish.endpoint == "ipc:///tmp/aerd.sock" and s.publish.connect is True
 
 

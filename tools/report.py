@@ -88,8 +88,9 @@ def targets_lines(result: dict[str, Any]) -> list[str]:
             gap = 100 * (s[clips_key]["mean"] - s[events]["mean"])
             (met if gap <= STREAM_GAP else missed).append(
                 f"the daemon's events on a continuous stream vs clips one by one, 8 classes, "
-                f"{how}: {abs(gap):.1f} points {'lower' if gap > 0 else 'higher'} "
-                f"(target at most {STREAM_GAP:g} lower)")
+                f"{how}: " + ("the same" if abs(gap) < 0.05 else
+                              f"{abs(gap):.1f} points {'lower' if gap > 0 else 'higher'}")
+                + f" (target at most {STREAM_GAP:g} lower)")
     out = []
     if met:
         out.append("Targets reached: " + "; ".join(met) + ".")
