@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import zmq
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -32,3 +33,11 @@ def clip() -> np.ndarray:
     x = np.ascontiguousarray(x.mean(axis=1, dtype=np.float32))
     x.setflags(write=False)
     return x
+
+
+@pytest.fixture
+def ctx():
+    """A ZeroMQ context for the test, terminated after it."""
+    c = zmq.Context()
+    yield c
+    c.term()

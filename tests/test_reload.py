@@ -10,18 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-import pytest
-import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_helpers import REPO, Sub, make_stream, spawn, stop_process  # noqa: E402
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.term()
 
 
 def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):

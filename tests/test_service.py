@@ -20,13 +20,6 @@ from e2e_helpers import Sub, env, make_stream, spawn, stop_process as _stop  # n
 from pulse_server import PulseServer, pulse_available  # noqa: E402
 
 
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.term()
-
-
 needs_pulse = pytest.mark.skipif(pulse_available() is not None, reason=pulse_available() or "")
 
 
