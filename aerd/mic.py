@@ -212,6 +212,8 @@ class MicSource:
                 self._lost(f"no audio callback for {self.stall_s:.1f} s")
             return None
         if self._trouble_since is not None and time.monotonic() - self._opened_at > self.healthy_s:
+            if self._trouble_losses > self.LOUD_LOSSES:   # the quiet lines said nothing of it
+                log.info("microphone healthy again after %d losses", self._trouble_losses)
             self._trouble_since, self._trouble_losses, self._backoff = None, 0, 0.5   # healthy
         return self._resample(block)
 
