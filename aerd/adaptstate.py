@@ -27,7 +27,7 @@ def new_adapter(card: Any) -> Any:
 
     try:
         return FeatureNormalizer.from_card(card.adaptation, card.features.n_features)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, IndexError, OverflowError) as e:
         raise ModelError(f"model {card.name}: bad 'adaptation' table in its card ({e})") from None
 
 

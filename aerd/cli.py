@@ -174,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     rate = model.card.features.sample_rate   # the source delivers this; reloads must keep it
 
-    def reload() -> Any:   # (no reference to the first model, so a reload frees it)
+    def reload(old: Pipeline) -> Any:   # (no reference to the first model: a reload frees it)
         nonlocal store   # the daemon adopts the returned pipeline: its state lives there
         try:
             new = run_settings(args)
@@ -184,6 +184,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   f"audio, the input delivers {rate} Hz: restart to change it")
             st = AdaptStore(state_dir(new), new.adapt) if m.can_adapt else None
             pipeline = Pipeline(m, new.decision, st.load(m) if st else None)
+            if (old.adapter is not None and pipeline.adapter is not None
+                    and old.model.card.name == m.card.name
+                    and old.adapter.dim == pipeline.adapter.dim):
+                # the same model's device statistics carry over in memory (also when they
+                # are not persisted, or the save before the reload failed)
+                pipeline.adapter.load_state_dict(old.adapter.state_dict())
         except Exception as e:   # noqa: BLE001 -- whatever is wrong, the daemon keeps running
             log.error("reload failed, keeping the running pipeline: %s", e)
             return None
@@ -202,8 +208,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     del model   # the pipeline holds it; after a reload nothing does
     daemon.install_signal_handlers()
     try:
-        if args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
-                args.wait_subscriber, stop=lambda: daemon.stop_requested):
+        if (args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
+                args.wait_subscriber, stop=lambda: daemon.stop_requested)
+                and not daemon.stop_requested):
             log.warning("no subscriber within %.1f s; starting anyway", args.wait_subscriber)
         rc = daemon.run()
     finally:

@@ -50,7 +50,7 @@ class Daemon:
 
     def __init__(self, source: Any, pipeline: Pipeline, publisher: Publisher, device_id: str,
                  status_interval: float = 5.0, notifier: Notifier | None = None,
-                 reload: Callable[[], Pipeline | None] | None = None,
+                 reload: Callable[[Pipeline], Pipeline | None] | None = None,
                  persist: Callable[[Pipeline], None] | None = None, persist_interval: float = 300.0,
                  tick_s: float = 0.25):
         self.source = source
@@ -137,7 +137,7 @@ class Daemon:
         if self._reload is not None:
             if self._persist is not None:
                 self._persist(self.pipeline)   # first: the new pipeline loads this state
-            new = self._reload()
+            new = self._reload(self.pipeline)
             if new is not None:
                 old, c = self.pipeline, self.counters
                 # stream time and counters go on across the reload (the new pipeline starts

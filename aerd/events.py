@@ -131,6 +131,8 @@ def from_frames(frames: list[bytes]) -> Event:
         raise EventError(f"bad JSON payload ({e})") from None
     except RecursionError:
         raise EventError("bad JSON payload (nested too deep)") from None
+    except ValueError as e:   # e.g. an integer of more digits than Python converts
+        raise EventError(f"bad JSON payload ({e})") from None
     if not isinstance(data, dict):
         raise EventError("payload is not a JSON object")
     return cls.from_dict(data)

@@ -119,7 +119,10 @@ class FeatureSpec:
     def validate(self, where: str = "features") -> None:
         if self.set not in FEATURE_SETS:
             raise ModelError(f"{where}.set: {self.set!r} is not one of {', '.join(FEATURE_SETS)}")
-        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc"):
+        if not isinstance(self.center, bool):
+            raise ModelError(f"{where}.center: must be true or false, got {self.center!r}")
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_mfcc",
+                     "n_chroma"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ModelError(f"{where}.{name}: must be a positive integer, got {v!r}")

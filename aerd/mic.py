@@ -169,11 +169,10 @@ class MicSource:
 
     def _schedule_retry(self) -> None:
         now = time.monotonic()
+        if self._trouble_since is not None and now - self._trouble_since > self.long_trouble_s:
+            self._backoff = self.long_backoff_s
         self._retry_at = now + self._backoff
-        long = (self._trouble_since is not None
-                and now - self._trouble_since > self.long_trouble_s)
-        self._backoff = (self.long_backoff_s if long
-                         else min(self._backoff * 2, self.max_backoff_s))
+        self._backoff = min(self._backoff * 2, max(self.max_backoff_s, self._backoff))
 
     def _lost(self, why: str) -> None:
         self.losses += 1

@@ -101,7 +101,8 @@ class ModelCard:
                 or not 0 <= min_audio_s <= window_s):
             raise ModelError(f"{path}: field 'min_audio_s' must be a number of seconds in "
                              f"[0, window_s], got {min_audio_s!r}")
-        adaptation = raw.get("adaptation") or {}
+        adaptation = raw.get("adaptation", {})
+        adaptation = {} if adaptation is None else adaptation
         if not isinstance(adaptation, dict):
             raise ModelError(f"{path}: field 'adaptation' must be a table")
         n = need("n_features", int)

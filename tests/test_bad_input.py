@@ -61,7 +61,7 @@ def test_a_damaged_file_is_an_error_not_a_partial_result(tmp_path):
     daemon = spawn("run", "--input", str(cut), "--fast", "--endpoint", ep, "--no-adapt",
                    "--wait-subscriber", "20")
     d_out, d_err = daemon.communicate(timeout=120)
-    time.sleep(0.3)
+    time.sleep(1.0)   # the last events reach the listener
     listener.send_signal(signal.SIGTERM)
     events = json_lines(listener.communicate(timeout=10)[0])
     assert daemon.returncode == 1, d_out + d_err

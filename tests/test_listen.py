@@ -78,7 +78,8 @@ def test_listen_skips_malformed_events_and_reports_missed_ones(tmp_path, capsys)
            [b"emotion", json.dumps({**good, "probs": {"happy": "x"}}).encode()],
            [b"status", json.dumps({**StatusEvent(seq=1, ts=1.0, device_id="d").to_dict(),
                                    "windows": 2.5}).encode()],
-           [b"emotion", b"[" * 100_000 + b"]" * 100_000]]
+           [b"emotion", b"[" * 100_000 + b"]" * 100_000],
+           [b"status", b'{"v": 1, "seq": ' + b"9" * 5000 + b"}"]]
     stop = threading.Event()
 
     def publish():
@@ -102,6 +103,7 @@ def test_listen_skips_malformed_events_and_reports_missed_ones(tmp_path, capsys)
             assert "field 'probs' is not of type dict[str, float]" in err
             assert "field 'windows' is not of type int" in err
             assert "nested too deep" in err
+            assert "Exceeds the limit" in err   # an integer of 5000 digits
             assert "2 message(s) missed before seq" in err
             assert out.getvalue().count("HAPPY" if pretty else '"topic": "emotion"') == 3
     finally:

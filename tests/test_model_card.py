@@ -28,6 +28,9 @@ BAD = [
     ({"features": {**FEATURES, "fmin": "x"}}, "features.fmin: must be a number"),
     ({"features": {**FEATURES, "f0_max": float("nan")}}, "features.f0_max: must be a number"),
     ({"features": {**FEATURES, "vad": {**VAD, "floor_db": "x"}}}, "features.vad.floor_db"),
+    ({"features": {**FEATURES, "n_chroma": "x"}}, "features.n_chroma"),
+    ({"features": {**FEATURES, "center": "no"}}, "features.center"),
+    ({"adaptation": []}, "'adaptation' must be a table"),
 ]
 
 
@@ -45,10 +48,13 @@ def test_bad_field_is_a_model_error_naming_it(tmp_path, changes, needle):
     assert str(path) in str(e.value) and needle in str(e.value)
 
 
-def test_bad_adaptation_table_is_a_model_error(tmp_path):
-    path = card_file(tmp_path, {"adaptation": {**ADAPT, "ref_std": [1.0, 2.0, 3.0]}})
+@pytest.mark.parametrize("changes", [{"ref_std": [1.0, 2.0, 3.0]}, {"std_bounds": [1.0]},
+                                     {"warmup_windows": float("inf")}],
+                         ids=["ref_std", "std_bounds", "warmup"])
+def test_bad_adaptation_table_is_a_model_error(tmp_path, changes):
+    path = card_file(tmp_path, {"adaptation": {**ADAPT, **changes}})
     model = load_model(path, adapt=True)
-    with pytest.raises(ModelError, match="bad 'adaptation' table.*ref_std"):
+    with pytest.raises(ModelError, match="bad 'adaptation' table"):
         new_adapter(model.card)
 
 

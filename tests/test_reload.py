@@ -71,6 +71,27 @@ def _card(tmp_path, name, **changes):
     return path
 
 
+def test_reload_keeps_adaptation_when_not_persisted(tmp_path, ctx):
+    """[adapt] persist = false: the statistics carry over in memory."""
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=2)
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text(f'[service]\nstate_dir = "{tmp_path / "state"}"\n[adapt]\npersist = false\n')
+    ep = f"ipc://{tmp_path}/p.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    try:
+        assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+        assert sub.pump(10, lambda e: e["topic"] == "emotion")
+        assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
+    finally:
+        stop_process(daemon)
+        sub.close()
+    assert not (tmp_path / "state").exists()
+
+
 def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
     wav = tmp_path / "long.wav"
     make_stream(wav, repeat=4)
@@ -143,14 +164,15 @@ def test_a_reload_frees_the_previous_model(tmp_path):
     cmd = [aerd_cmd()[0], "-c", COUNT_MODELS, "run", "--input", str(wav), "--no-adapt",
            "--endpoint", f"ipc://{tmp_path}/f.sock"]
     p = subprocess.Popen(cmd, env=env(), cwd=REPO, stderr=subprocess.PIPE, text=True,
-                         stdout=subprocess.DEVNULL)
+                         stdout=subprocess.PIPE)
     try:
         time.sleep(3)
         p.send_signal(signal.SIGHUP)
         time.sleep(3)
         p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=10)
+        out, err = p.communicate(timeout=10)
     finally:
         stop_process(p)
+    assert "reloaded: model" in out, out[-1000:]   # the reload happened
     counts = [int(line.split()[1]) for line in err.splitlines() if line.startswith("MODELS ")]
     assert counts and counts[-1] == 1, counts

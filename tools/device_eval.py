@@ -10,7 +10,7 @@
 * :func:`daemon_stream`: the daemon's own output. Per held-out actor (one device), its clips
   in random order joined by 1.5 s of -75 dBFS white noise, written as 16-bit PCM and replayed
   through the daemon's FileSource and Pipeline (features, adaptation when on, model, and the
-  Decider with the shipped decision settings: smoothing over 3 speech windows, hysteresis)
+  Decider with the shipped decision settings: each window's own probabilities, hysteresis)
   on a bundle of the fold's two graphs. An emotion event belongs to the clip holding at least
   half of its 3 s window; a clip's decision is the argmax of the mean of its events'
   (smoothed) probabilities, and a clip without any event counts as wrong.
