@@ -9,108 +9,18 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 # One BLAS/OpenMP thread: the daemon's products are tiny, and a second BLAS thread doubled the
 # cost on 2 cores. Set before anything imports numpy (nothing above this line does).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from . import __version__, config  # noqa: E402
+from . import config  # noqa: E402
+from .cliparser import RUN_FLAGS, build_parser  # noqa: E402
 from .errors import AerdError, AudioError, ConfigError  # noqa: E402
 
 log = logging.getLogger("aerd")
-
-# CLI flag -> (dotted setting, argparse kwargs)
-RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--input": ("input.source", dict(help="mic (default), an audio file, or - for s16le PCM on stdin")),
-    "--device": ("input.device", dict(help="microphone index or name substring (see `aerd devices`)")),
-    "--rate": ("input.rate", dict(type=int, help="sample rate of stdin PCM (default 16000)")),
-    "--channels": ("input.channels", dict(type=int, help="channels of stdin PCM (default 1)")),
-    "--fast": ("input.fast", dict(action="store_const", const=True, help="files: as fast as possible")),
-    "--model": ("model.path", dict(help="model card (.json), .onnx, or shipped model name")),
-    "--endpoint": ("publish.endpoint", dict(help="ZeroMQ endpoint to bind (default tcp://127.0.0.1:5556)")),
-    "--device-id": ("publish.device_id", dict(help="device id in every event (default: host name)")),
-    "--status-interval": ("publish.status_interval", dict(type=float, help="seconds between status events")),
-    "--sndhwm": ("publish.sndhwm", dict(type=int, help="send high-water mark (messages)")),
-    "--curve-secret": ("publish.curve_secret", dict(help="CURVE secret key file of this socket")),
-    "--curve-clients": ("publish.curve_clients", dict(help="directory of authorised client public keys")),
-    "--curve-server": ("publish.curve_server", dict(help="public key file of the relay to connect to")),
-    "--insecure": ("publish.insecure", dict(action="store_const", const=True,
-                                            help="allow a non-loopback endpoint without CURVE")),
-    "--no-adapt": ("adapt.enabled", dict(action="store_const", const=False,
-                                         help="no per-device feature adaptation")),
-    "--state-dir": ("service.state_dir", dict(help="state directory (default $STATE_DIRECTORY)")),
-    "--log-level": ("service.log_level", dict(help="debug, info, warning or error")),
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (the usage is for --help, not for every typo)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _fraction(text: str) -> float:
-    """An argparse ``type``: a number from 0 to 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= v <= 1.0:   # also false for NaN
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return v
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="aerd", description="Audio emotion recognition daemon.")
-    p.add_argument("--version", action="version", version=f"aerd {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", help="TOML config file; flags override it")
-    for flag, (_, kw) in RUN_FLAGS.items():
-        run.add_argument(flag, default=None, **kw)
-    run.add_argument("--connect", metavar="ENDPOINT", default=None,
-                     help="connect the PUB socket to ENDPOINT (an `aerd relay` frontend) instead of binding")
-    run.add_argument("--wait-subscriber", type=float, default=0.0, metavar="S",
-                     help="before reading the input, wait up to S seconds for a subscriber")
-
-    cl = sub.add_parser("classify", help="classify audio files, one JSON line each")
-    cl.add_argument("files", nargs="+", metavar="FILE")
-    cl.add_argument("--model", default=None, help="model card (.json), .onnx, or shipped model name")
-    cl.add_argument("--adapt", action="store_true", help="adapt to the files' speaker(s) in order")
-    cl.add_argument("--min-speech", type=_fraction, default=config.DecisionSettings.min_speech,
-                    help="fraction of speech frames a window needs to count (0..1)")
-
-    li = sub.add_parser("listen", help="print events as JSON lines")
-    li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
-    li.add_argument("--count", type=int, default=None, help="exit 0 after N emotion events")
-    li.add_argument("--timeout", type=float, default=None, help="exit 1 if they did not arrive in S s")
-    li.add_argument("--topic", action="append", choices=["emotion", "status"],
-                    help="only these topics (default both)")
-    li.add_argument("--pretty", action="store_true", help="live terminal view")
-    li.add_argument("--server-key", help="CURVE: the daemon's (or relay's) public key file")
-    li.add_argument("--key", help="CURVE: this subscriber's secret key file")
-
-    sub.add_parser("devices", help="list input devices")
-
-    kg = sub.add_parser("keygen", help="make a CURVE key pair")
-    kg.add_argument("directory")
-    kg.add_argument("--name", default="aerd")
-
-    re = sub.add_parser("relay", help="XSUB/XPUB proxy for a fleet of daemons")
-    re.add_argument("--frontend", required=True, help="endpoint daemons --connect to")
-    re.add_argument("--backend", required=True, help="endpoint subscribers connect to")
-    re.add_argument("--frontend-secret", help="CURVE secret key for the frontend")
-    re.add_argument("--frontend-clients", help="authorised daemon public keys (directory)")
-    re.add_argument("--backend-secret", help="CURVE secret key for the backend")
-    re.add_argument("--backend-clients", help="authorised subscriber public keys (directory)")
-    re.add_argument("--insecure", action="store_true")
-    re.add_argument("--log-level", default="info")
-    return p
-
 
 def _setup_logging(level: str, stream: Any = None) -> None:
     """Log lines to stdout (journald) or, for commands whose stdout is data, ``stream``."""
@@ -312,7 +222,7 @@ COMMANDS = {"run": cmd_run, "classify": cmd_classify, "listen": cmd_listen, "dev
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except AerdError as e:

@@ -71,6 +71,15 @@ def _card(tmp_path, name, **changes):
     return path
 
 
+def _adapted_then_reloaded(daemon, sub) -> None:
+    """Wait for adapted events, SIGHUP, and check the first event after it is still adapted."""
+    assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
+    daemon.send_signal(signal.SIGHUP)
+    assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+    assert sub.pump(10, lambda e: e["topic"] == "emotion")
+    assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
+
+
 def test_reload_keeps_adaptation_when_not_persisted(tmp_path, ctx):
     """[adapt] persist = false: the statistics carry over in memory."""
     wav = tmp_path / "long.wav"
@@ -81,11 +90,7 @@ def test_reload_keeps_adaptation_when_not_persisted(tmp_path, ctx):
     sub = Sub(ep, ctx)
     daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
     try:
-        assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
-        daemon.send_signal(signal.SIGHUP)
-        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
-        assert sub.pump(10, lambda e: e["topic"] == "emotion")
-        assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
+        _adapted_then_reloaded(daemon, sub)
     finally:
         stop_process(daemon)
         sub.close()
@@ -102,12 +107,7 @@ def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
     sub = Sub(ep, ctx)
     daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
     try:
-        assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
-        # the adaptation learned since start (never saved yet) must survive the reload
-        daemon.send_signal(signal.SIGHUP)
-        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
-        assert sub.pump(10, lambda e: e["topic"] == "emotion")
-        assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
+        _adapted_then_reloaded(daemon, sub)   # learned since start, never saved yet
         bad = [("min_audio_s", _card(tmp_path, "text", min_audio_s="abc")),
                ("adaptation", _card(tmp_path, "list", adaptation=[1, 2])),
                ("8000 Hz", _card(tmp_path, "rate", **{"features.sample_rate": 8000,
