@@ -100,8 +100,7 @@ class FileSource:
         self.state, self.detail = "ok", f"file {self.path.name}"
         self.overflows = 0
         self.bad_frames = 0
-        self.error: str | None = None
-        """Why the file ended early (a read error), None if it was read to its end."""
+        self.error: str | None = None   # why the file ended early (a read error), if it did
         self._t0: float | None = None
         self._pos = 0
 
