@@ -19,15 +19,15 @@ from .config import PublishSettings
 from .errors import ConfigError
 from .events import Event
 from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
-                       check_endpoint, check_ipc_path, use_ipv6_if_needed)
+                       check_endpoint, check_ipc_path, ipc_path, use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
 
 
 def _ipc_in_use(endpoint: str) -> bool:
     """True if another process is listening on this ipc:// path (zmq would silently steal it)."""
-    path = endpoint[len("ipc://"):]
-    if not path or path.startswith("@") or not os.path.exists(path):
+    path = ipc_path(endpoint)
+    if path is None or not os.path.exists(path):
         return False
     probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
     try:
@@ -89,10 +89,9 @@ class Publisher:
             if s.connect:
                 self.sock.connect(s.endpoint)
             else:
-                if s.endpoint.startswith("ipc://"):
-                    check_ipc_path(s.endpoint, option)
-                    if _ipc_in_use(s.endpoint):
-                        raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
+                check_ipc_path(s.endpoint, option)
+                if _ipc_in_use(s.endpoint):
+                    raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
                 self.sock.bind(s.endpoint)
         except zmq.ZMQError as e:
             self.close()

@@ -77,8 +77,7 @@ class Relay:
             auth = apply_curve_server(self._ctx, sock, curve)
             if auth is not None and auth not in self._auths:
                 self._auths.append(auth)
-        if endpoint.startswith("ipc://"):
-            check_ipc_path(endpoint, option)
+        check_ipc_path(endpoint, option)
         use_ipv6_if_needed(sock, endpoint)
         try:
             sock.bind(endpoint)

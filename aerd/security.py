@@ -114,10 +114,19 @@ def check_endpoint(endpoint: str, *, curve: bool, insecure: bool, option: str = 
     )
 
 
+def ipc_path(endpoint: str) -> str | None:
+    """The file-system path of an ``ipc://`` endpoint (None: another transport, or an
+    abstract ``ipc://@name`` socket, which has no file)."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    path = endpoint[len("ipc://"):]
+    return path if path and not path.startswith("@") else None
+
+
 def check_ipc_path(endpoint: str, option: str) -> None:
     """An ipc:// path that exists must be a socket: binding would replace a regular file."""
-    path = endpoint[len("ipc://"):]
-    if path and not path.startswith("@") and os.path.lexists(path):
+    path = ipc_path(endpoint)
+    if path is not None and os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
                               "(binding would replace it)")
