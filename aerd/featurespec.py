@@ -15,7 +15,8 @@ _NUMBERS = ("fmin", "fmax", "top_db", "f0_min", "f0_max", "voicing", "spectral_f
 _OPTIONAL = ("fmax", "spectral_floor_db")   # None allowed
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool): what a card's numeric fields must hold."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -100,7 +101,7 @@ class FeatureSpec:
         kw.setdefault("spectral_floor_db", None)   # cards from before the floor: none
         kw.setdefault("voicing_clarity", False)    # cards from before the clarity: none
         for name in _NUMBERS:
-            if name in kw and not _is_number(kw[name]) and not (kw[name] is None
+            if name in kw and not is_number(kw[name]) and not (kw[name] is None
                                                                  and name in _OPTIONAL):
                 raise ModelError(f"{where}.{name}: must be a number, got {kw[name]!r}")
         if "vad" in kw:
@@ -109,7 +110,7 @@ class FeatureSpec:
             if not isinstance(vad, dict) or set(vad) - vknown:
                 raise ModelError(f"{where}.vad: expected a table with keys {sorted(vknown)}")
             for k, v in vad.items():
-                if not _is_number(v):
+                if not is_number(v):
                     raise ModelError(f"{where}.vad.{k}: must be a number, got {v!r}")
             kw["vad"] = VadParams(**{k: float(v) for k, v in vad.items()})
         spec = cls(**kw)

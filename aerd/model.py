@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
-from .featurespec import FeatureSpec
+from .featurespec import FeatureSpec, is_number
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ class ModelCard:
             raise ModelError(f"{path}: window_s/hop_s must satisfy 0 < hop_s <= window_s <= "
                              f"{MAX_WINDOW_S:g}, window >= n_fft")
         min_audio_s = raw.get("min_audio_s", 1.0)
-        if (not isinstance(min_audio_s, (int, float)) or isinstance(min_audio_s, bool)
-                or not 0 <= min_audio_s <= window_s):
+        if not is_number(min_audio_s) or not 0 <= min_audio_s <= window_s:
             raise ModelError(f"{path}: field 'min_audio_s' must be a number of seconds in "
                              f"[0, window_s], got {min_audio_s!r}")
         adaptation = raw.get("adaptation", {})

@@ -54,13 +54,11 @@ def seed_protocol(clips: list[ds.Clip], cfg: Any, repeats: int = 5) -> dict[str,
         acc.setdefault("seed_acc", []).append(a)
         acc.setdefault("seed_ua", []).append(u)
         m = np.isin(rtab.clip, tr_ids)
-        pipe = tr.fit(tr.make_pipeline(cfg.mlp, r), rtab.X[m], yc[rtab.clip[m]])
-        a, u, _ = accuracy(yc[te_ids], clip_scores(pipe.predict_proba, rtab, te_ids).argmax(1), 4)
-        acc.setdefault("ours_acc", []).append(a)
-        acc.setdefault("ours_ua", []).append(u)
-        # the seed's own terms: our features, the seed's MLP settings
-        pipe = tr.fit(tr.make_pipeline(tr.SEED_MLP, r), rtab.X[m], yc[rtab.clip[m]])
-        a, u, _ = accuracy(yc[te_ids], clip_scores(pipe.predict_proba, rtab, te_ids).argmax(1), 4)
-        acc.setdefault("ours_seedmlp_acc", []).append(a)
-        acc.setdefault("ours_seedmlp_ua", []).append(u)
+        # our recipe; and the seed's own terms: our features, the seed's MLP settings
+        for tag, mlp in (("ours", cfg.mlp), ("ours_seedmlp", tr.SEED_MLP)):
+            pipe = tr.fit(tr.make_pipeline(mlp, r), rtab.X[m], yc[rtab.clip[m]])
+            a, u, _ = accuracy(yc[te_ids], clip_scores(pipe.predict_proba, rtab, te_ids).argmax(1),
+                               4)
+            acc.setdefault(f"{tag}_acc", []).append(a)
+            acc.setdefault(f"{tag}_ua", []).append(u)
     return {"summary": {n: summary(v) for n, v in acc.items()}}
