@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from tools import dataset as ds
-from tools.evalkit import build_stream
+from tools.evalkit import build_stream, in_clip
 
 Order = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 LOW_AROUSAL = ("neutral", "calm", "sad")
@@ -100,7 +100,7 @@ def daemon_stream(cold_blob: bytes, adapt_blob: bytes, labels: list[str], params
             for ci, a0, a1 in spans:
                 if y_clip[ci] < 0:
                     continue
-                mine = (np.minimum(en, a1) - np.maximum(st, a0)) >= 0.5 * tr.WINDOW_S - 1e-9
+                mine = in_clip(st, en, a0, a1, tr.WINDOW_S)
                 yt.append(y_clip[ci])
                 yp.append(int(np.argmax(probs[mine].mean(axis=0))) if mine.any() else -1)
     return np.array(yt), np.array(yp)

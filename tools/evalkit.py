@@ -225,6 +225,17 @@ def build_stream(clip_ids: np.ndarray, clips: list[ds.Clip], seed: int,
     return np.concatenate(parts), spans
 
 
+def overlap(st: np.ndarray, en: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Seconds each window [st, en) shares with the span [a, b) (negative: apart)."""
+    return np.minimum(en, b) - np.maximum(st, a)
+
+
+def in_clip(st: np.ndarray, en: np.ndarray, a: float, b: float, window_s: float) -> np.ndarray:
+    """Windows that belong to the clip spanning [a, b): at least half of each lies inside it
+    (so a window never belongs to two clips)."""
+    return overlap(st, en, a, b) >= 0.5 * window_s - 1e-9
+
+
 def stream_predict(predict: Callable, audio: np.ndarray, spans: list[tuple[int, float, float]],
                    spec: FeatureSpec, window_s: float, hop_s: float) -> dict[int, np.ndarray]:
     """Clip probabilities from a continuous stream (rule in the module docstring)."""
@@ -240,9 +251,9 @@ def stream_predict(predict: Callable, audio: np.ndarray, spans: list[tuple[int, 
     sp = np.array([w.speech for w in ws])
     out = {}
     for ci, a, b in spans:
-        ov = np.minimum(en, b) - np.maximum(st, a)
-        mine = ov >= 0.5 * window_s - 1e-9
+        mine = in_clip(st, en, a, b, window_s)
         if not mine.any():
+            ov = overlap(st, en, a, b)
             mine = ov == ov.max()
         out[ci] = decide(P[mine], sp[mine])
     return out
