@@ -80,15 +80,22 @@ def _adapted_then_reloaded(daemon, sub) -> None:
     assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
 
 
+def _start(tmp_path, ctx, config: str, repeat: int):
+    """The daemon on a paced stream of the test clips, with ``config`` as its TOML file and
+    a subscriber; returns (daemon, subscriber, config path)."""
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=repeat)
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text(config)
+    ep = f"ipc://{tmp_path}/a.sock"
+    sub = Sub(ep, ctx)
+    return spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep), sub, cfg
+
+
 def test_reload_keeps_adaptation_when_not_persisted(tmp_path, ctx):
     """[adapt] persist = false: the statistics carry over in memory."""
-    wav = tmp_path / "long.wav"
-    make_stream(wav, repeat=2)
-    cfg = tmp_path / "aerd.toml"
-    cfg.write_text(f'[service]\nstate_dir = "{tmp_path / "state"}"\n[adapt]\npersist = false\n')
-    ep = f"ipc://{tmp_path}/p.sock"
-    sub = Sub(ep, ctx)
-    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    daemon, sub, _ = _start(tmp_path, ctx, f'[service]\nstate_dir = "{tmp_path / "state"}"\n'
+                            '[adapt]\npersist = false\n', repeat=2)
     try:
         _adapted_then_reloaded(daemon, sub)
     finally:
@@ -98,14 +105,8 @@ def test_reload_keeps_adaptation_when_not_persisted(tmp_path, ctx):
 
 
 def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
-    wav = tmp_path / "long.wav"
-    make_stream(wav, repeat=4)
-    cfg = tmp_path / "aerd.toml"
     state = tmp_path / "state"
-    cfg.write_text(f'[service]\nstate_dir = "{state}"\n')
-    ep = f"ipc://{tmp_path}/a.sock"
-    sub = Sub(ep, ctx)
-    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    daemon, sub, cfg = _start(tmp_path, ctx, f'[service]\nstate_dir = "{state}"\n', repeat=4)
     try:
         _adapted_then_reloaded(daemon, sub)   # learned since start, never saved yet
         bad = [("min_audio_s", _card(tmp_path, "text", min_audio_s="abc")),
