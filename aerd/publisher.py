@@ -18,7 +18,7 @@ import zmq
 from .config import PublishSettings
 from .errors import ConfigError
 from .events import Event
-from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
+from .security import (CurveClient, CurveServer, IpcFile, apply_curve_client, apply_curve_server,
                        check_endpoint, check_ipc_path, ipc_path, use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class Publisher:
         self.sent = 0
         self._auth = None
         self.subscribers = 0
+        self._ipc_file: IpcFile | None = None
         # XPUB = PUB that also reports subscriptions, so `wait_for_subscriber` can work.
         self.sock = self.ctx.socket(zmq.XPUB)
         try:
@@ -93,6 +94,7 @@ class Publisher:
                 if _ipc_in_use(s.endpoint):
                     raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
                 self.sock.bind(s.endpoint)
+                self._ipc_file = IpcFile.after_bind(s.endpoint)
         except zmq.ZMQError as e:
             self.close()
             verb = "connect to" if s.connect else "bind"
@@ -140,6 +142,9 @@ class Publisher:
     def close(self) -> None:
         if not self.sock.closed:
             self.sock.close()
+        if self._ipc_file is not None:
+            self._ipc_file.remove()
+            self._ipc_file = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

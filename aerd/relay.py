@@ -17,7 +17,8 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
-from aerd.security import CurveServer, apply_curve_server, check_endpoint, check_ipc_path, use_ipv6_if_needed
+from aerd.security import (CurveServer, IpcFile, apply_curve_server, check_endpoint, check_ipc_path,
+                           use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Relay:
         self._own_ctx = ctx is None
         self._ctx = zmq.Context() if ctx is None else ctx
         self._sockets: list[zmq.Socket] = []
+        self._ipc_files: list[IpcFile] = []
         self._front: zmq.Socket | None = None
         self._back: zmq.Socket | None = None
         self._control: zmq.Socket | None = None  # proxy side, used only by run()
@@ -83,6 +85,9 @@ class Relay:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             raise ConfigError(f"{option} {endpoint!r}: cannot bind: {exc.strerror}") from exc
+        made = IpcFile.after_bind(endpoint)
+        if made is not None:
+            self._ipc_files.append(made)
         log.info("relay %s bound on %s%s", option.lstrip("-"), endpoint,
                  " (CURVE)" if curve is not None else "")
         return sock
@@ -157,10 +162,13 @@ class Relay:
             self._ctx.term()
 
     def _close_sockets(self) -> None:
-        """Close the frontend, backend and proxy-side control sockets."""
+        """Close the frontend, backend and proxy-side control sockets; remove the socket
+        files their ipc:// binds made."""
         for sock in [*self._sockets, self._control]:
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
+        for made in self._ipc_files:
+            made.remove()
 
     def __enter__(self) -> Relay:
         self.start()

@@ -133,6 +133,40 @@ def check_ipc_path(endpoint: str, option: str) -> None:
 
 
 @dataclass(frozen=True)
+class IpcFile:
+    """The socket file an ``ipc://`` bind made. libzmq leaves it behind when the socket
+    closes; :meth:`remove` deletes it then, but only while it is still that same file."""
+
+    path: str
+    dev: int
+    ino: int
+
+    @classmethod
+    def after_bind(cls, endpoint: str) -> IpcFile | None:
+        """Call right after a successful bind; None for other transports."""
+        path = ipc_path(endpoint)
+        if path is None:
+            return None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        return cls(path, st.st_dev, st.st_ino)
+
+    def remove(self) -> None:
+        """Delete the file if it is still this bind's socket (another process may have
+        replaced it since); idempotent."""
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == (self.dev, self.ino) and stat.S_ISSOCK(st.st_mode):
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("could not remove the socket file %s: %s", self.path, e.strerror)
+
+
+@dataclass(frozen=True)
 class CurveServer:
     """CURVE server side: own secret key file, optional dir of authorized client public keys."""
 

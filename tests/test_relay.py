@@ -87,6 +87,8 @@ def test_relay_fans_in_two_daemons_and_stops_fast(tmp_path: Path) -> None:
             assert not rt.thread.is_alive(), "run() did not return within 1 s of stop()"
             assert time.monotonic() - t0 < 1.0
             relay.stop()  # idempotent
+        # libzmq leaves ipc:// socket files behind; the relay removes the ones it made
+        assert not (tmp_path / "front.sock").exists() and not (tmp_path / "back.sock").exists()
     finally:
         ctx.destroy(linger=0)
 

@@ -266,3 +266,24 @@ def test_an_ipc_endpoint_never_replaces_a_regular_file(tmp_path):
     with pytest.raises(ConfigError, match="--backend .*exists and is not a socket"):
         Relay(RelayConfig(f"ipc://{tmp_path}/front.sock", ep, None, None, insecure=False)).start()
     assert precious.read_text() == "keep me\n"
+
+
+def test_a_publisher_removes_its_socket_file_but_not_a_newer_one(tmp_path):
+    """libzmq leaves an ipc:// socket file behind; the publisher removes its own on close,
+    but not one that another bind has put there since."""
+    from aerd.config import PublishSettings
+    from aerd.publisher import Publisher
+
+    path = tmp_path / "ev.sock"
+    first = Publisher(PublishSettings(endpoint=f"ipc://{path}"))
+    assert path.is_socket()
+    first.close()
+    assert not path.exists()
+
+    first = Publisher(PublishSettings(endpoint=f"ipc://{path}"))
+    path.unlink()                      # e.g. an operator cleaning up; then a new daemon binds
+    second = Publisher(PublishSettings(endpoint=f"ipc://{path}"))
+    first.close()
+    assert path.is_socket(), "closing the first publisher removed the second one's socket"
+    second.close()
+    assert not path.exists()
