@@ -7,8 +7,6 @@ are non-blocking as well, so a slow or stuck subscriber can never stall the pipe
 from __future__ import annotations
 
 import logging
-import os
-import socket as pysocket
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,26 +16,11 @@ import zmq
 from .config import PublishSettings
 from .errors import ConfigError
 from .events import Event
-from .security import (CurveClient, CurveServer, IpcFile, apply_curve_client, apply_curve_server,
-                       check_endpoint, check_ipc_path, ipc_path, use_ipv6_if_needed)
+from .ipcfiles import IpcFile, check_ipc_path, ipc_in_use
+from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
+                       check_endpoint, use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
-
-
-def _ipc_in_use(endpoint: str) -> bool:
-    """True if another process is listening on this ipc:// path (zmq would silently steal it)."""
-    path = ipc_path(endpoint)
-    if path is None or not os.path.exists(path):
-        return False
-    probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.5)
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def _check_curve_options(s: PublishSettings) -> None:
@@ -91,7 +74,7 @@ class Publisher:
                 self.sock.connect(s.endpoint)
             else:
                 check_ipc_path(s.endpoint, option)
-                if _ipc_in_use(s.endpoint):
+                if ipc_in_use(s.endpoint):
                     raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
                 self.sock.bind(s.endpoint)
                 self._ipc_file = IpcFile.after_bind(s.endpoint)

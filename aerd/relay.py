@@ -17,8 +17,8 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
-from aerd.security import (CurveServer, IpcFile, apply_curve_server, check_endpoint, check_ipc_path,
-                           use_ipv6_if_needed)
+from aerd.ipcfiles import IpcFile, check_ipc_path
+from aerd.security import CurveServer, apply_curve_server, check_endpoint, use_ipv6_if_needed
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -112,58 +111,6 @@ def check_endpoint(endpoint: str, *, curve: bool, insecure: bool, option: str = 
         f"{option} {endpoint!r} is reachable from other hosts but CURVE is not configured: "
         f"configure CURVE ({curve_hint}) or pass --insecure"
     )
-
-
-def ipc_path(endpoint: str) -> str | None:
-    """The file-system path of an ``ipc://`` endpoint (None: another transport, or an
-    abstract ``ipc://@name`` socket, which has no file)."""
-    if not endpoint.startswith("ipc://"):
-        return None
-    path = endpoint[len("ipc://"):]
-    return path if path and not path.startswith("@") else None
-
-
-def check_ipc_path(endpoint: str, option: str) -> None:
-    """An ipc:// path that exists must be a socket: binding would replace a regular file."""
-    path = ipc_path(endpoint)
-    if path is not None and os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
-                              "(binding would replace it)")
-
-
-@dataclass(frozen=True)
-class IpcFile:
-    """The socket file an ``ipc://`` bind made. libzmq leaves it behind when the socket
-    closes; :meth:`remove` deletes it then, but only while it is still that same file."""
-
-    path: str
-    dev: int
-    ino: int
-
-    @classmethod
-    def after_bind(cls, endpoint: str) -> IpcFile | None:
-        """Call right after a successful bind; None for other transports."""
-        path = ipc_path(endpoint)
-        if path is None:
-            return None
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        return cls(path, st.st_dev, st.st_ino)
-
-    def remove(self) -> None:
-        """Delete the file if it is still this bind's socket (another process may have
-        replaced it since); idempotent."""
-        try:
-            st = os.lstat(self.path)
-            if (st.st_dev, st.st_ino) == (self.dev, self.ino) and stat.S_ISSOCK(st.st_mode):
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            log.warning("could not remove the socket file %s: %s", self.path, e.strerror)
 
 
 @dataclass(frozen=True)
