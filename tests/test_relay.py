@@ -190,3 +190,23 @@ def test_relay_bind_in_use_port_names_endpoint(tmp_path: Path) -> None:
         assert busy in str(err.value) and "--backend" in str(err.value)
     finally:
         ctx.destroy(linger=0)
+
+
+def test_relay_refuses_an_ipc_path_another_process_listens_on(tmp_path: Path) -> None:
+    """libzmq would silently take the path over (the other process's subscribers would be
+    cut off): refused, like the daemon's own endpoint."""
+    ctx = zmq.Context()
+    try:
+        holder = _socket(ctx, zmq.PUB)
+        busy = f"ipc://{tmp_path}/busy.sock"
+        holder.bind(busy)
+        relay = Relay(RelayConfig(f"ipc://{tmp_path}/f", busy, None, None, insecure=False))
+        try:
+            with pytest.raises(ConfigError, match="--backend .*already in use by another process"):
+                relay.start()
+        finally:
+            relay.close()
+        assert (tmp_path / "busy.sock").is_socket()     # still the holder's
+        assert not (tmp_path / "f").exists()            # the frontend's file is tidied up
+    finally:
+        ctx.destroy(linger=0)
