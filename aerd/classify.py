@@ -1,8 +1,9 @@
 """`aerd classify`: whole files through the very same windows, features and model as the daemon.
 
 A file runs through the daemon's own :class:`Pipeline` (features, adaptation if asked,
-model); its result is the mean of the probabilities of its windows with speech (all of its
-windows if none has enough speech).
+model); its result is the mean of the probabilities of its windows with speech. A file in
+which no window has enough speech gets no label (``label``, ``confidence`` and ``probs``
+null), as the daemon publishes no emotion event for such windows.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FileResult:
     file: str
-    label: str
-    confidence: float
-    probs: dict[str, float]
+    label: str | None
+    confidence: float | None
+    probs: dict[str, float] | None
     windows: int
     speech_windows: int
 
@@ -58,7 +59,9 @@ def classify_file(path: str, model: Model, min_speech: float, adapter=None) -> F
     if not results:
         raise AudioError(f"{path}: too short after decoding")
     speech = [r for r in results if r.window.speech >= min_speech]
-    probs = np.mean([r.probs for r in speech or results], axis=0)
+    if not speech:
+        return FileResult(path, None, None, None, len(results), 0)
+    probs = np.mean([r.probs for r in speech], axis=0)
     best = int(np.argmax(probs))
     return FileResult(path, card.labels[best], round(float(probs[best]), 4),
                       {lab: round(float(p), 4) for lab, p in zip(card.labels, probs)},

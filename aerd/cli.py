@@ -155,6 +155,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
             failed += 1
             continue
         print(json.dumps(res.to_dict()), flush=True)
+        if res.label is None:
+            print(f"aerd classify: {f}: no speech (no window with speech >= "
+                  f"{args.min_speech:g}), no label; --min-speech 0 labels it anyway",
+                  file=sys.stderr)
     return 1 if failed else 0
 
 

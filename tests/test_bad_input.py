@@ -39,6 +39,24 @@ def test_classify_good_and_bad_files(tmp_path):
     assert "too short" in err[3] and "empty" in err[2]
 
 
+def test_a_file_without_speech_gets_no_label(tmp_path):
+    """Silence and low noise: a null label (the daemon publishes no emotion for such windows),
+    a line on stderr saying why; the file itself is fine (exit 0). --min-speech 0 labels it."""
+    quiet = tmp_path / "quiet.wav"
+    noise = np.random.default_rng(0).normal(0, 1e-4, 4 * 16000).astype(np.float32)
+    sf.write(quiet, noise, 16000)
+    r = run("classify", str(quiet), str(CLIPS[0]))
+    assert r.returncode == 0, r.stderr
+    first, second = json_lines(r.stdout)
+    assert first["label"] is None and first["confidence"] is None and first["probs"] is None
+    assert first["windows"] >= 1 and first["speech_windows"] == 0
+    assert second["label"] in second["probs"]
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and str(quiet) in err[0] and "no speech" in err[0], err
+    r = run("classify", "--min-speech", "0", str(quiet))
+    assert r.returncode == 0 and json_lines(r.stdout)[0]["label"] is not None, r.stderr
+
+
 def test_a_damaged_file_is_an_error_not_a_partial_result(tmp_path):
     """A FLAC cut off half-way: classify refuses to give it a label (one line naming it, the
     other files still classified, exit 1); the daemon publishes the readable part, says

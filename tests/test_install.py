@@ -26,3 +26,17 @@ def test_installed_command_uses_packaged_models(tmp_path):
                        cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["label"]
+
+
+@pytest.mark.skipif(not SCRIPT.exists() or sys.prefix == sys.base_prefix,
+                    reason="needs the virtualenv tools/test.sh makes, with aerd installed")
+def test_quick_start_script_installs_and_runs_the_daemon(tmp_path):
+    """README's quick start, tools/run.sh, into this test run's own virtualenv (everything is
+    already there, so pip reinstalls aerd only), then `aerd run` with the options given."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["AERD_VENV"] = sys.prefix
+    r = subprocess.run([str(REPO / "tools" / "run.sh"), "--input", str(CLIP), "--fast",
+                        "--endpoint", f"ipc://{tmp_path}/q.sock", "--state-dir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "end of file" in r.stdout + r.stderr

@@ -6,7 +6,8 @@ Protocols (all figures are mean +- std over folds / repeats):
   male, two female), for all 8 emotions and for the seed's 4 (calm, happy, fearful,
   disgust). Accuracy and unweighted accuracy (UA, the mean of per-class recalls). A clip is
   scored as ``aerd classify`` does: mean of the probabilities of the clip's stream windows
-  (3 s, hop 0.5 s, StreamExtractor) with speech fraction >= 0.2 (all windows if none), argmax.
+  (3 s, hop 0.5 s, StreamExtractor) with speech fraction >= 0.2, argmax; a clip without such
+  a window (1 of 1200; ``aerd classify`` gives it no label) by all its windows.
 * ``seed``: the seed prototype's protocol: 4 classes, a random 75/25 split of clips
   (5 repeats), seed180 whole-clip features, StandardScaler + MLP(300). Reported for the
   seed recipe and for ours under the same split (optimistic: actors are in both halves).

@@ -6,15 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: PortAudio, a user-space PulseAudio with ALSA's pulse plugin
 # (real microphone capture tests), systemd-analyze (unit verification).
-PKGS=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv)
-missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  echo "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+tools/apt-install.sh libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd \
+  python3-venv
 
 PY=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
