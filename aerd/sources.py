@@ -51,6 +51,8 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return block[:, 0].astype(np.float32, copy=False)
 
 
+SALVAGE_S = 0.05
+"""Block length (s) in which a file is re-read after a read error, up to the damage."""
 FAST_BLOCK_S = 8.0
 """Block a file is read in with ``fast`` (seconds of audio), up to FAST_BLOCK_SAMPLES."""
 FAST_BLOCK_SAMPLES = 131072
@@ -122,12 +124,15 @@ class FileSource:
                 time.sleep(wait)
         try:
             if self._raw is not None:   # interleaved frames straight into a preallocated buffer
-                got = self._f.buffer_read_into(self._raw, dtype="int16")
+                got = self._f.buffer_read_into(self._raw[: self._block * self.channels],
+                                               dtype="int16")
                 data = self._raw[: got * self.channels].reshape(got, self.channels)
                 data = data * np.float32(1.0 / 32768.0)   # a new float32 array, exact scaling
             else:
                 data = self._f.read(self._block, dtype="float32", always_2d=True)
         except (RuntimeError, OSError) as e:
+            if self._salvage():   # a damaged file: re-read that block in small pieces
+                return self.read(timeout)
             self.bad_frames += 1
             self.ended = True
             self.error = (f"read error after {self._pos / self.file_rate:.1f} s of "
@@ -145,6 +150,20 @@ class FileSource:
             self.ended = True
             self.state, self.detail = "ended", "end of file"
         return self._resample(to_mono(data), last=last)
+
+    def _salvage(self) -> bool:
+        """After a failed read of a large block, go back to its start and read on in blocks
+        of SALVAGE_S, so that everything before the damage is still delivered. False if the
+        blocks are that small already (or the file cannot seek): the file ends there."""
+        small = max(1, int(round(SALVAGE_S * self.file_rate)))
+        if self._block <= small:
+            return False
+        try:
+            self._f.seek(self._pos)
+        except (RuntimeError, OSError):
+            return False
+        self._block = small
+        return True
 
     def close(self) -> None:
         self._f.close()

@@ -135,6 +135,31 @@ def test_truncated_or_corrupt_body_fails_cleanly(tmp_path, ext, how):
     assert len(y) <= 0.5 * RATE * 1.01
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+def test_a_damaged_file_delivers_everything_before_the_damage(tmp_path, subtype):
+    """A FLAC cut off part-way, read in fast mode's large blocks: the block that meets the
+    damage is read again in small pieces, so the audio up to the damage still comes out,
+    the same samples as libsndfile gives reading it in small blocks (and never more)."""
+    p = tmp_path / "long.flac"
+    sf.write(p, tone(RATE, 20.0) * np.linspace(0.2, 1, 20 * RATE, dtype=np.float32), RATE,
+             subtype=subtype)
+    b = p.read_bytes()
+    p.write_bytes(b[: int(len(b) * 0.6)])
+    fast = FileSource(p, RATE, fast=True)
+    y = read_all(fast)
+    ref, f = [], sf.SoundFile(p)      # libsndfile itself, 0.05 s at a time up to the error
+    try:
+        while len(piece := f.read(800, dtype="float32")):
+            ref.append(piece)
+    except RuntimeError:
+        pass
+    f.close()
+    ref = np.concatenate(ref)
+    assert fast.error and "read error after" in fast.error
+    assert len(ref) > 8.5 * RATE                 # more than the first 8 s block
+    np.testing.assert_array_equal(y, ref)
+
+
 def _valid_wav_bytes() -> bytes:
     buf = io.BytesIO()
     sf.write(buf, (np.sin(np.arange(8000) / 5) * 0.5).astype(np.float32), 16000, format="WAV")
