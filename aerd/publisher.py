@@ -48,7 +48,9 @@ class Publisher:
         curve = bool(s.curve_secret)
         option = "--connect" if s.connect else "--endpoint"
         _check_curve_options(s)
-        check_endpoint(s.endpoint, curve=curve, insecure=s.insecure, option=option)
+        check_endpoint(s.endpoint, curve=curve, insecure=s.insecure, option=option,
+                       curve_hint=("--curve-secret and --curve-server" if s.connect
+                                   else "--curve-secret/--curve-clients"))
         self.endpoint = s.endpoint
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()

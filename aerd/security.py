@@ -200,7 +200,8 @@ def apply_curve_server(ctx: zmq.Context, socket: zmq.Socket,
     if server.authorized_dir is not None:
         directory = Path(server.authorized_dir)
         if not directory.is_dir():
-            raise ConfigError(f"CURVE authorized-keys directory {str(directory)!r} does not exist")
+            why = "is not a directory" if directory.exists() else "does not exist"
+            raise ConfigError(f"CURVE authorized-keys directory {str(directory)!r} {why}")
         try:
             key_files = sorted(directory.glob("*.key"))
         except OSError as exc:

@@ -287,3 +287,22 @@ def test_a_publisher_removes_its_socket_file_but_not_a_newer_one(tmp_path):
     assert path.is_socket(), "closing the first publisher removed the second one's socket"
     second.close()
     assert not path.exists()
+
+
+def test_curve_messages_name_what_is_wrong(tmp_path):
+    """A connecting daemon's hint names its own flags; a clients "directory" that is a file
+    is said to be one."""
+    from aerd.config import PublishSettings
+    from aerd.publisher import Publisher
+
+    with pytest.raises(ConfigError, match=r"--connect .*\(--curve-secret and --curve-server\)"):
+        Publisher(PublishSettings(endpoint="tcp://10.1.2.3:5683", connect=True))
+    with pytest.raises(ConfigError, match=r"--endpoint .*\(--curve-secret/--curve-clients\)"):
+        Publisher(PublishSettings(endpoint="tcp://0.0.0.0:5683"))
+    pub, sec = keygen(tmp_path, "server")
+    with pytest.raises(ConfigError, match="directory .* is not a directory"):
+        Publisher(PublishSettings(endpoint=f"ipc://{tmp_path}/c.sock", curve_secret=str(sec),
+                                  curve_clients=str(pub)))
+    with pytest.raises(ConfigError, match="directory .* does not exist"):
+        Publisher(PublishSettings(endpoint=f"ipc://{tmp_path}/c.sock", curve_secret=str(sec),
+                                  curve_clients=str(tmp_path / "nowhere")))
