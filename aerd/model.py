@@ -222,6 +222,12 @@ class Model:
 def load_model(value: str | Path | None, adapt: bool = False) -> Model:
     """Load and validate a bundle from a ``--model`` value (and its adapted graph if asked)."""
     path = resolve_model_path(value)
+    if value not in (None, "") and not path.exists():   # name what the user gave
+        given = Path(value)
+        if given.suffix == ".onnx" and given.exists():
+            raise ModelError(f"{value}: its model card {path} is missing")
+        shipped = ", ".join(sorted(p.stem for p in MODELS_DIR.glob("*.json")))
+        raise ModelError(f"{value}: no such model file, nor a shipped model ({shipped})")
     card = ModelCard.load(path)
     model = Model(card, adapt=adapt)
     log.info("model %s: %d labels, features %s (%d), window %.2fs hop %.2fs",

@@ -70,3 +70,20 @@ def test_the_cli_says_it_in_one_line(tmp_path):
     r = run("classify", "--adapt", "--model", str(path), str(CLIPS[0]), timeout=60)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "ref_std" in lines[0], r.stderr
+
+
+def test_a_missing_model_is_named_as_given(tmp_path):
+    """--model names the file or model the user gave, not the card path derived from it."""
+    with pytest.raises(ModelError, match=r"^nope: no such model file, nor a shipped model "
+                                         r"\(default, default-int8, seed180\)"):
+        load_model("nope")
+    missing = tmp_path / "missing.onnx"
+    with pytest.raises(ModelError, match=f"^{missing}: no such model file"):
+        load_model(missing)
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes((REPO / "models" / "seed180.onnx").read_bytes())
+    with pytest.raises(ModelError, match=f"^{lonely}: its model card {tmp_path / 'lonely.json'} "
+                                         "is missing"):
+        load_model(lonely)
+    r = run("classify", "--model", str(missing), str(CLIPS[0]))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(missing) in r.stderr
