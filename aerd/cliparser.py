@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from . import __version__, config
 
@@ -39,15 +39,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _fraction(text: str) -> float:
-    """An argparse ``type``: a number from 0 to 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= v <= 1.0:   # also false for NaN
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return v
+def _number(cast: Callable[[str], float], ok: Callable[[float], bool],
+            what: str) -> Callable[[str], float]:
+    """An argparse ``type``: ``cast`` of the text, refused unless ``ok`` (NaN never is)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = cast(text)
+        except ValueError:
+            v = None
+        if v is None or v != v or not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    return parse
+
+
+_fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
+_count = _number(int, lambda v: v >= 1, "a whole number from 1 up")
+_seconds = _number(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
+_wait = _number(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds from 0 up")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, default=None, **kw)
     run.add_argument("--connect", metavar="ENDPOINT", default=None,
                      help="connect the PUB socket to ENDPOINT (an `aerd relay` frontend) instead of binding")
-    run.add_argument("--wait-subscriber", type=float, default=0.0, metavar="S",
+    run.add_argument("--wait-subscriber", type=_wait, default=0.0, metavar="S",
                      help="before reading the input, wait up to S seconds for a subscriber")
 
     cl = sub.add_parser("classify", help="classify audio files, one JSON line each")
@@ -74,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("listen", help="print events as JSON lines")
     li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
-    li.add_argument("--count", type=int, default=None, help="exit 0 after N emotion events")
-    li.add_argument("--timeout", type=float, default=None, help="exit 1 if they did not arrive in S s")
+    li.add_argument("--count", type=_count, default=None, help="exit 0 after N emotion events")
+    li.add_argument("--timeout", type=_seconds, default=None, help="exit 1 if they did not arrive in S s")
     li.add_argument("--topic", action="append", choices=["emotion", "status"],
                     help="only these topics (default both)")
     li.add_argument("--pretty", action="store_true", help="live terminal view")

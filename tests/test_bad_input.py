@@ -124,6 +124,10 @@ def test_bad_run_options_fail_with_one_line(args, needle):
     (["listen", "--topic", "foo"], "aerd listen: error: argument --topic: invalid choice: 'foo'"),
     (["relay", "--frontend", "ipc:///tmp/x"], "the following arguments are required: --backend"),
     (["classify", "--min-speech", "7", "x.wav"], "--min-speech: expected a number from 0 to 1"),
+    (["listen", "--count", "0"], "--count: expected a whole number from 1 up, got '0'"),
+    (["listen", "--timeout", "-1"], "--timeout: expected a positive number of seconds"),
+    (["listen", "--timeout", "nan"], "--timeout: expected a positive number of seconds"),
+    (["run", "--wait-subscriber", "-2"], "--wait-subscriber: expected a number of seconds from 0"),
 ])
 def test_unparsable_options_fail_with_one_line_too(args, needle):
     """argparse's own errors: one line (no usage block), naming the option, exit 2."""
