@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   f"audio, the input delivers {rate} Hz: restart to change it")
             st = AdaptStore(state_dir(new), new.adapt) if m.can_adapt else None
             pipeline = Pipeline(m, new.decision, st.load(m) if st else None)
+            pipeline.continue_stream(old)   # same features and windows: no window is lost
             if (old.adapter is not None and pipeline.adapter is not None
                     and old.model.card.name == m.card.name
                     and old.adapter.dim == pipeline.adapter.dim):

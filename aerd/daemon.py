@@ -140,9 +140,12 @@ class Daemon:
             new = self._reload(self.pipeline)
             if new is not None:
                 old, c = self.pipeline, self.counters
-                # stream time and counters go on across the reload (the new pipeline starts
-                # its windows afresh; audio of a window in progress is not scored)
-                c.stream_offset_s += old.extractor.samples_in / old.model.card.features.sample_rate
+                # stream time and counters go on across the reload; a model with other
+                # features or windows starts its windows afresh (audio of a window in
+                # progress is not scored), otherwise the window stream carries on
+                if new.extractor is not old.extractor:
+                    c.stream_offset_s += (old.extractor.samples_in
+                                          / old.model.card.features.sample_rate)
                 c.windows += old.windows
                 c.speech_windows += old.speech_windows
                 c.bad_windows += old.bad_windows

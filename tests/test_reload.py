@@ -54,6 +54,39 @@ def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
     assert seqs == sorted(seqs)
 
 
+def test_a_reload_loses_no_window_unless_the_windows_change(tmp_path, ctx):
+    """Same features and windows (here: only the decision changes): the window stream goes
+    on, one event every hop across the reload. Another model (seed180's features): its
+    windows start afresh, after the reload's stream time."""
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=4)
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text("[decision]\nmin_speech = 0\n[adapt]\nenabled = false\n")
+    ep = f"ipc://{tmp_path}/w.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        cfg.write_text("[decision]\nmin_speech = 0\nhysteresis = 0.2\n[adapt]\nenabled = false\n")
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+        reloaded_at = sub.events[-1][1]["audio_s"]
+        assert sub.pump(10, lambda e: e["topic"] == "emotion" and e["start"] > reloaded_at)
+        starts = [e["start"] for _, e in sub.events if e["topic"] == "emotion"]
+        assert [round(b - a, 3) for a, b in zip(starts, starts[1:])] == [0.5] * (len(starts) - 1)
+
+        cfg.write_text("[model]\npath = \"seed180\"\n[decision]\nmin_speech = 0\n")
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+        reloaded_at = sub.events[-1][1]["audio_s"]
+        assert sub.pump(10, lambda e: e["topic"] == "emotion" and "seed180" in e["model"])
+        first = sub.events[-1][1]
+        assert first["start"] >= reloaded_at - 0.05 and round(first["end"] - first["start"], 3) == 3.0
+    finally:
+        stop_process(daemon)
+        sub.close()
+
+
 def _card(tmp_path, name, **changes):
     """A copy of the shipped default card (graphs by absolute path) with ``changes``."""
     card = json.loads((REPO / "models" / "default.json").read_text())
