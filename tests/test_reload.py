@@ -15,15 +15,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_helpers import REPO, Sub, make_stream, spawn, stop_process  # noqa: E402
 
 
-def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
+def _start(tmp_path, ctx, config: str, repeat: int, *flags: str):
+    """The daemon on a paced stream of the test clips, with ``config`` as its TOML file,
+    ``flags`` and a subscriber; returns (daemon, subscriber, config path)."""
     wav = tmp_path / "long.wav"
-    make_stream(wav, repeat=4)
+    make_stream(wav, repeat=repeat)
     cfg = tmp_path / "aerd.toml"
-    cfg.write_text("[decision]\nsmoothing = 3\n[adapt]\nenabled = false\n")
-    ep = f"ipc://{tmp_path}/r.sock"
+    cfg.write_text(config)
+    ep = f"ipc://{tmp_path}/a.sock"
     sub = Sub(ep, ctx)
-    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep,
-                   "--status-interval", "0.5")
+    return (spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep, *flags),
+            sub, cfg)
+
+
+def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
+    daemon, sub, cfg = _start(tmp_path, ctx, "[decision]\nsmoothing = 3\n[adapt]\nenabled = false\n",
+                              4, "--status-interval", "0.5")
     try:
         assert sub.pump(15, lambda e: e["topic"] == "emotion")
         assert sub.pump(5, lambda e: e["topic"] == "status" and e["windows"] > 0)
@@ -58,13 +65,8 @@ def test_a_reload_loses_no_window_unless_the_windows_change(tmp_path, ctx):
     """Same features and windows (here: only the decision changes): the window stream goes
     on, one event every hop across the reload. Another model (seed180's features): its
     windows start afresh, after the reload's stream time."""
-    wav = tmp_path / "long.wav"
-    make_stream(wav, repeat=4)
-    cfg = tmp_path / "aerd.toml"
-    cfg.write_text("[decision]\nmin_speech = 0\n[adapt]\nenabled = false\n")
-    ep = f"ipc://{tmp_path}/w.sock"
-    sub = Sub(ep, ctx)
-    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep)
+    daemon, sub, cfg = _start(tmp_path, ctx, "[decision]\nmin_speech = 0\n[adapt]\nenabled = false\n",
+                              4)
     try:
         assert sub.pump(15, lambda e: e["topic"] == "emotion")
         cfg.write_text("[decision]\nmin_speech = 0\nhysteresis = 0.2\n[adapt]\nenabled = false\n")
@@ -111,18 +113,6 @@ def _adapted_then_reloaded(daemon, sub) -> None:
     assert sub.pump(5, lambda e: e.get("state") == "reloaded")
     assert sub.pump(10, lambda e: e["topic"] == "emotion")
     assert sub.events[-1][1]["adapted"], "the reload restarted the adaptation"
-
-
-def _start(tmp_path, ctx, config: str, repeat: int):
-    """The daemon on a paced stream of the test clips, with ``config`` as its TOML file and
-    a subscriber; returns (daemon, subscriber, config path)."""
-    wav = tmp_path / "long.wav"
-    make_stream(wav, repeat=repeat)
-    cfg = tmp_path / "aerd.toml"
-    cfg.write_text(config)
-    ep = f"ipc://{tmp_path}/a.sock"
-    sub = Sub(ep, ctx)
-    return spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep), sub, cfg
 
 
 def test_reload_keeps_adaptation_when_not_persisted(tmp_path, ctx):
