@@ -152,16 +152,22 @@ class FileSource:
         return self._resample(to_mono(data), last=last)
 
     def _salvage(self) -> bool:
-        """After a failed read of a large block, go back to its start and read on in blocks
-        of SALVAGE_S, so that everything before the damage is still delivered. False if the
-        blocks are that small already (or the file cannot seek): the file ends there."""
+        """After a failed read of a large block, open the file again at that block's start
+        and read on in blocks of SALVAGE_S, so that everything before the damage (to within
+        SALVAGE_S) is still delivered. False if the blocks are that small already (or the
+        file cannot be reopened there): the file ends at the error."""
+        import soundfile as sf
+
         small = max(1, int(round(SALVAGE_S * self.file_rate)))
         if self._block <= small:
             return False
-        try:
-            self._f.seek(self._pos)
-        except (RuntimeError, OSError):
+        try:   # a fresh handle: after some errors (a failed internal seek) the old one is stuck
+            f = sf.SoundFile(str(self.path))
+            f.seek(self._pos)
+        except (sf.LibsndfileError, RuntimeError, OSError):
             return False
+        self._f.close()
+        self._f = f
         self._block = small
         return True
 
