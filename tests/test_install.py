@@ -35,8 +35,10 @@ def test_quick_start_script_installs_and_runs_the_daemon(tmp_path):
     already there, so pip reinstalls aerd only), then `aerd run` with the options given."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["AERD_VENV"] = sys.prefix
-    r = subprocess.run([str(REPO / "tools" / "run.sh"), "--input", str(CLIP), "--fast",
-                        "--endpoint", f"ipc://{tmp_path}/q.sock", "--state-dir", str(tmp_path)],
+    (tmp_path / "talk.flac").write_bytes(CLIP.read_bytes())   # a path relative to the caller
+    r = subprocess.run([str(REPO / "tools" / "run.sh"), "--input", "talk.flac", "--fast",
+                        "--endpoint", "ipc://q.sock", "--state-dir", "state"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "end of file" in r.stdout + r.stderr
+    assert (tmp_path / "state").is_dir()

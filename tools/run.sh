@@ -2,10 +2,18 @@
 # Install aerd into a virtualenv and run the daemon on the shipped default model.
 # Usage: tools/run.sh [aerd run options...]     (README: "Quick start")
 # The virtualenv is ~/.aerd (AERD_VENV to change it); Debian packages: PortAudio, venv.
+# Relative paths in the options are taken from the directory you run it in.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-tools/apt-install.sh libportaudio2 python3-venv
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+"$REPO/tools/apt-install.sh" libportaudio2 python3-venv
 VENV=${AERD_VENV:-$HOME/.aerd}
-[[ -x $VENV/bin/python ]] || "${PYTHON:-python3}" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q .
+if [[ ! -x $VENV/bin/python ]]; then
+  "${PYTHON:-python3}" -m venv "$VENV" || {
+    echo "tools/run.sh: could not make the virtualenv $VENV (Debian: apt-get install python3-venv)" >&2
+    exit 1; }
+fi
+"$VENV/bin/python" -m pip --version >/dev/null 2>&1 || {
+  echo "tools/run.sh: $VENV has no pip (left by a failed python3 -m venv?): remove it and run again" >&2
+  exit 1; }
+"$VENV/bin/python" -m pip install -q "$REPO"
 exec "$VENV/bin/aerd" run "$@"
