@@ -17,7 +17,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
-from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_in_use
+from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_in_use, ipc_path
 from aerd.security import CurveServer, apply_curve_server, check_endpoint, use_ipv6_if_needed
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,10 @@ class Relay:
             check_endpoint(cfg.backend, curve=cfg.backend_curve is not None,
                            insecure=cfg.insecure, option="--backend",
                            curve_hint="--backend-secret/--backend-clients")
+            front_file = ipc_path(cfg.frontend)
+            if cfg.frontend == cfg.backend or (front_file is not None
+                                               and front_file == ipc_path(cfg.backend)):
+                raise ConfigError(f"--backend {cfg.backend!r}: the same endpoint as --frontend")
             self._front = self._bind(zmq.XSUB, cfg.frontend, cfg.frontend_curve, "--frontend")
             self._back = self._bind(zmq.XPUB, cfg.backend, cfg.backend_curve, "--backend")
             addr = f"inproc://aerd-relay-control-{id(self)}"

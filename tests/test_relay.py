@@ -210,3 +210,15 @@ def test_relay_refuses_an_ipc_path_another_process_listens_on(tmp_path: Path) ->
         assert not (tmp_path / "f").exists()            # the frontend's file is tidied up
     finally:
         ctx.destroy(linger=0)
+
+
+def test_relay_refuses_the_same_endpoint_on_both_sides(tmp_path: Path) -> None:
+    for front, back in ((f"ipc://{tmp_path}/x", f"ipc://{tmp_path}/x"),
+                        ("tcp://127.0.0.1:5599", "tcp://127.0.0.1:5599")):
+        relay = Relay(RelayConfig(front, back, None, None, insecure=False))
+        try:
+            with pytest.raises(ConfigError, match="--backend .*the same endpoint as --frontend"):
+                relay.start()
+        finally:
+            relay.close()
+    assert not (tmp_path / "x").exists()
