@@ -15,5 +15,9 @@ fi
 "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || {
   echo "tools/run.sh: $VENV has no pip (left by a failed python3 -m venv?): remove it and run again" >&2
   exit 1; }
+# setuptools builds in the checkout's build/; one left by an earlier install can carry
+# modules that no longer exist into this one
+rm -rf "$REPO/build" 2>/dev/null ||
+  echo "tools/run.sh: warning: could not remove $REPO/build (an older install's): remove it" >&2
 "$VENV/bin/python" -m pip install -q "$REPO"
 exec "$VENV/bin/aerd" run "$@"
