@@ -54,16 +54,14 @@ class Pipeline:
             out.append(Result(w, probs, self.decider.update(w.speech, probs), adapted))
         return out
 
-    def continue_stream(self, old: "Pipeline") -> bool:
+    def continue_stream(self, old: "Pipeline") -> None:
         """Take over ``old``'s window stream (the audio it holds, its window count and
         stream time) if both models cut and describe the audio alike, so that a reload
-        drops no window; False, and nothing taken, if they do not."""
+        drops no window; otherwise keep this pipeline's own, fresh stream."""
         a, b = old.model.card, self.model.card
-        if (a.features, a.window_s, a.hop_s, a.min_audio_s) != \
+        if (a.features, a.window_s, a.hop_s, a.min_audio_s) == \
                 (b.features, b.window_s, b.hop_s, b.min_audio_s):
-            return False
-        self.extractor = old.extractor
-        return True
+            self.extractor = old.extractor
 
     def push(self, samples: np.ndarray) -> list[Result]:
         return self._results(self.extractor.push(samples))

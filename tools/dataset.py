@@ -16,7 +16,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +139,10 @@ class FeatureTable:
     kind: np.ndarray
     start: np.ndarray
     aug: np.ndarray
+
+    def rows(self, mask: np.ndarray) -> "FeatureTable":
+        """The table of the rows ``mask`` selects."""
+        return FeatureTable(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
 
 
 def _clip_rows(audio: np.ndarray, spec: FeatureSpec, an: FrameAnalyzer, window_s: float | None,

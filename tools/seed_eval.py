@@ -4,7 +4,7 @@ leave-actors-out CV, and the seed's own protocol (4 classes, a random 75/25 spli
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ def heard_normalised(tab: ds.FeatureTable, clips: list[ds.Clip], heard: np.ndarr
     actor = np.array([c.actor for c in clips])
     row_actor = actor[tab.clip]
     seen = np.isin(tab.clip, heard)
-    sub = ds.FeatureTable(**{f.name: getattr(tab, f.name)[seen] for f in fields(tab)})
+    sub = tab.rows(seen)
     actors = sorted(set(actor.tolist()))
     rstd = ek.ref_std(sub, clips, actors)
     params = ek.with_prior(ek.ADAPT, sub, clips, actors)
