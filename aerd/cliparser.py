@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(cast: Callable[[str], float], ok: Callable[[float], bool],
+def number_type(cast: Callable[[str], float], ok: Callable[[float], bool],
             what: str) -> Callable[[str], float]:
     """An argparse ``type``: ``cast`` of the text, refused unless ``ok`` (NaN never is)."""
 
@@ -55,10 +55,10 @@ def _number(cast: Callable[[str], float], ok: Callable[[float], bool],
     return parse
 
 
-_fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
-_count = _number(int, lambda v: v >= 1, "a whole number from 1 up")
-_seconds = _number(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
-_wait = _number(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds from 0 up")
+_fraction = number_type(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
+_count = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
+_seconds = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
+_wait = number_type(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds from 0 up")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from aerd.adapt import FeatureNormalizer
+from aerd.cliparser import number_type
 from aerd.featurespec import FeatureSpec
 from aerd.stream import StreamExtractor
 from tools import dataset as ds
@@ -38,6 +39,8 @@ def comma_list(item: Callable[[str], Any], what: str,
     def parse(text: str) -> list:
         try:
             values = [item(v) for v in text.split(",")]
+        except argparse.ArgumentTypeError as e:   # the item's own message names the bad one
+            raise argparse.ArgumentTypeError(f"{e} (in {text!r})") from None
         except ValueError as e:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, "
                                              f"got {text!r} ({e})") from None
@@ -52,6 +55,23 @@ def comma_list(item: Callable[[str], Any], what: str,
 def number_list(kind: type = float, length: int | None = None) -> Callable[[str], list]:
     """A :func:`comma_list` of ``kind`` (int or float)."""
     return comma_list(kind, "integers" if kind is int else "numbers", length)
+
+
+# argparse types for the tools' options (one parser shared with aerd's own command line)
+WIDTH = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
+COUNT0 = number_type(int, lambda v: v >= 0, "a whole number from 0 up")
+ALPHA = number_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number from 0 up")
+POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+
+
+def widths(length: int | None = None) -> Callable[[str], list]:
+    """A :func:`comma_list` of MLP widths (whole numbers from 1 up)."""
+    return comma_list(WIDTH, "whole numbers from 1 up", length)
+
+
+def alphas(length: int | None = None) -> Callable[[str], list]:
+    """A :func:`comma_list` of L2 penalties (finite numbers from 0 up)."""
+    return comma_list(ALPHA, "finite numbers from 0 up", length)
 
 
 def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:

@@ -60,9 +60,9 @@ from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
 from tools import device_eval  # noqa: E402
 from tools import seed_eval  # noqa: E402
-from tools.evalkit import (ADAPT, FOLDS, accuracy, adapt_eval, adapt_rows, clip_scores,  # noqa: E402
-                           fmt, labels_of, number_list, onnx_predictor, ref_std, stream_labels,
-                           summary, train_rows, with_prior)
+from tools.evalkit import (ADAPT, ALPHA, COUNT0, FOLDS, WIDTH, accuracy, adapt_eval,  # noqa: E402
+                           adapt_rows, clip_scores, fmt, labels_of, onnx_predictor,
+                           ref_std, stream_labels, summary, train_rows, widths, with_prior)
 from tools.mixes import mix_columns, mix_labels, mix_predictor, parse_mix  # noqa: E402
 from tools.onnx_mlp import quantize_int8  # noqa: E402
 from tools.report import markdown, plot_confusions  # noqa: E402
@@ -236,11 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Evaluate aerd's training recipe on RAVDESS "
                                  "(leave-actors-out CV, seed protocol, streaming, adaptation).")
     ds.add_data_option(ap)
-    ap.add_argument("--aug", type=int, default=tr.DEFAULT_AUG, help="augmented copies per clip")
-    ap.add_argument("--hidden", default=None, type=number_list(int),
+    ap.add_argument("--aug", type=COUNT0, default=tr.DEFAULT_AUG, help="augmented copies per clip")
+    ap.add_argument("--hidden", default=None, type=widths(),
                     help="MLP hidden sizes, e.g. 256 or 256,128")
-    ap.add_argument("--alpha", type=float, default=None, help="MLP L2 penalty")
-    ap.add_argument("--warmup", type=int, default=ADAPT["warmup_windows"],
+    ap.add_argument("--alpha", type=ALPHA, default=None, help="MLP L2 penalty")
+    ap.add_argument("--warmup", type=WIDTH, default=ADAPT["warmup_windows"],
                     help="adaptation warm-up (speech windows)")
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming test")
     ap.add_argument("--lao-only", action="store_true", help="only leave-actors-out CV")

@@ -100,9 +100,9 @@ def inner_mix_scores(tab: ds.FeatureTable, clips: list[ds.Clip], actors: list[in
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--alphas", default=[0.3, 1.0, 3.0], type=ev.number_list(float),
+    ap.add_argument("--alphas", default=[0.3, 1.0, 3.0], type=ev.alphas(),
                     help="comma-separated L2 penalties (default: 0.3,1,3)")
-    ap.add_argument("--hidden", default=[256], type=ev.number_list(int),
+    ap.add_argument("--hidden", default=[256], type=ev.widths(),
                     help="comma-separated hidden-layer widths (default: 256)")
     ap.add_argument("--final", action="store_true", help="inner CV on all 20 actors only")
     ap.add_argument("--classes", choices=("8", "4"), default="8",
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="--mix4: inner score, cold or adapted clip accuracy (default: adapt)")
     for o in ("hidden", "alpha", "hidden4", "alpha4"):
         ap.add_argument(f"--fold-{o}", default=None,
-                        type=ev.number_list(int if o.startswith("hidden") else float,
-                                            len(ev.FOLDS)),
+                        type=(ev.widths if o.startswith("hidden") else ev.alphas)(len(ev.FOLDS)),
                         help=f"--mix4: comma-separated {o.rstrip('4')} per outer fold"
                              + (" for the 4-class members" if o.endswith("4") else
                                 " for the 8-class members"))

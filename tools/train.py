@@ -225,24 +225,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=str(MODELS), help="output directory (default: models/)")
     ap.add_argument("--only", choices=("seed180", "default", "all"), default="all",
                     help="which bundle(s) to train (default: all)")
-    ap.add_argument("--aug", type=int, default=DEFAULT_AUG,
+    ap.add_argument("--aug", type=ek.COUNT0, default=DEFAULT_AUG,
                     help="augmented (noise/gain/reverb) copies per clip for the default model")
     ap.add_argument("--evaluate", action="store_true",
                     help="run the leave-actors-out evaluation (tools/evaluate.py) and store the "
                          "figures in the cards, figures and models/MODEL_CARD.md (slow)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    ap.add_argument("--alpha", type=float, default=DEFAULT_MLP["alpha"],
+    ap.add_argument("--alpha", type=ek.ALPHA, default=DEFAULT_MLP["alpha"],
                     help="MLP L2 penalty of the default model (default: %(default)s)")
-    ap.add_argument("--hidden", type=int, default=DEFAULT_MLP["hidden_layer_sizes"][0],
+    ap.add_argument("--hidden", type=ek.WIDTH, default=DEFAULT_MLP["hidden_layer_sizes"][0],
                     help="hidden-layer width of the default model (default: %(default)s)")
-    ap.add_argument("--fold-hidden", default=None, type=ek.number_list(int, len(ek.FOLDS)),
+    ap.add_argument("--fold-hidden", default=None, type=ek.widths(len(ek.FOLDS)),
                     help="comma-separated width per outer fold for --evaluate (nested choice)")
-    ap.add_argument("--fold-alpha", default=None, type=ek.number_list(float, len(ek.FOLDS)),
+    ap.add_argument("--fold-alpha", default=None, type=ek.alphas(len(ek.FOLDS)),
                     help="comma-separated alpha per outer fold for --evaluate (nested choice "
                          "by tools/select_hparams.py); default: --alpha for every fold")
-    ap.add_argument("--fold-alpha4", default=None, type=ek.number_list(float, len(ek.FOLDS)),
+    ap.add_argument("--fold-alpha4", default=None, type=ek.alphas(len(ek.FOLDS)),
                     help="like --fold-alpha, for the seed's 4 classes (select_hparams.py --classes 4)")
-    ap.add_argument("--fold-hidden4", default=None, type=ek.number_list(int, len(ek.FOLDS)),
+    ap.add_argument("--fold-hidden4", default=None, type=ek.widths(len(ek.FOLDS)),
                     help="like --fold-hidden, for the seed's 4 classes")
     ap.add_argument("--fold-mix4", default=None, type=mix_list(len(ek.FOLDS)),
                     help="comma-separated 4-class model mix per outer fold for --evaluate "
@@ -251,10 +251,6 @@ def main(argv: list[str] | None = None) -> int:
                          "8-class model restricted to the 4 classes); default: 4 (alone)")
     args = ap.parse_args(argv)
     MODELS = Path(args.models)
-    if args.hidden < 1:
-        ap.error(f"argument --hidden: must be at least 1, got {args.hidden}")
-    if not args.alpha >= 0:
-        ap.error(f"argument --alpha: must be 0 or more, got {args.alpha}")
     mlp = mlp_settings(args.hidden, args.alpha)
     clips = ds.clips_or_none(args.data, "train.py")
     if clips is None:
