@@ -77,3 +77,40 @@ def test_missing_data_is_one_line_naming_the_directory(main, argv, exists, tmp_p
     assert main([*argv, "--data", str(data)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(data) in err[0] and "--data" in err[0], err
+
+
+def _fake_ravdess(root: Path, actors, emotions=range(1, 9), content: bytes = b"not audio"):
+    """RAVDESS file names (never valid audio) for ``actors`` x ``emotions``."""
+    for a in actors:
+        d = root / f"Actor_{a:02d}"
+        d.mkdir(parents=True)
+        for e in emotions:
+            (d / f"03-01-{e:02d}-01-01-01-{a:02d}.flac").write_bytes(content)
+    return root
+
+
+@pytest.mark.parametrize("main,argv,emotions,needle", [
+    (train.main, ["--only", "seed180"], range(1, 3), "no clips of happy, sad"),
+    (train.main, ["--evaluate"], range(1, 9), "actors 1-20 needed"),
+    (evaluate.main, [], range(1, 9), "missing [3, 4, 5"),
+    (select_hparams.main, [], range(1, 9), "actors 1-20 needed"),
+    (noise_check.main, [], range(1, 9), "actors 1-20 needed"),
+], ids=["train-emotions", "train-evaluate", "evaluate", "select_hparams", "noise_check"])
+def test_incomplete_data_is_one_line_before_any_work(main, argv, emotions, needle, tmp_path,
+                                                     capsys):
+    data = _fake_ravdess(tmp_path / "ravdess", (1, 2), emotions)
+    assert main([*argv, "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(data) in err[0] and needle in err[0], err
+
+
+def test_an_unreadable_clip_is_one_line_naming_it(tmp_path, capsys):
+    """Found while extracting features (train.py without --evaluate needs no fold actors)."""
+    from tools import dataset as ds
+
+    data = _fake_ravdess(tmp_path / "ravdess", (1,))
+    code = ds.tool_main("train.py", lambda: train.main(
+        ["--data", str(data), "--only", "seed180", "--models", str(tmp_path / "out")]))
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "03-01-01-01-01-01-01.flac: not a readable audio file" in err[0], err

@@ -18,6 +18,7 @@ import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -48,7 +49,12 @@ CITATION = ("Livingstone SR, Russo FA (2018) The Ryerson Audio-Visual Database o
 _NAME = re.compile(r"^03-01-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.flac$")
 
 
-class DataMissing(Exception):
+class DataError(Exception):
+    """The data cannot be used: a missing or incomplete directory, an unreadable clip. The
+    message names the directory or file; the tools print it as one line and exit 2."""
+
+
+class DataMissing(DataError):
     """The data directory does not exist or holds no RAVDESS clips."""
 
 
@@ -70,7 +76,8 @@ def list_clips(data_dir: str | Path = DEFAULT_DATA) -> list[Clip]:
     """All speech clips under ``data_dir``/Actor_*/, sorted by name."""
     root = Path(data_dir)
     if not root.is_dir():
-        raise DataMissing(f"data directory {root} not found")
+        raise DataMissing(f"data directory {root} " + ("is not a directory" if root.exists()
+                                                      else "not found"))
     clips = []
     for p in sorted(root.glob("Actor_*/*.flac")):
         m = _NAME.match(p.name)
@@ -90,21 +97,53 @@ def add_data_option(ap: argparse.ArgumentParser) -> None:
                          "(default: ../shared/data/ravdess-16k relative to the repo)")
 
 
-def clips_or_none(data_dir: str | Path, prog: str) -> list[Clip] | None:
-    """:func:`list_clips`, or None after one line on stderr naming the directory (the
-    tools then exit 2)."""
+def check_complete(clips: list[Clip], root: str | Path, folds: bool) -> None:
+    """DataError unless ``clips`` hold all 8 emotions and, with ``folds``, every actor of the
+    cross-validation folds (1-20)."""
+    missing = [e for e in EMOTIONS if e not in {c.emotion for c in clips}]
+    if missing:
+        raise DataError(f"{root}: no clips of {', '.join(missing)} (all 8 emotions needed)")
+    if folds:
+        absent = sorted(set(range(1, 21)) - {c.actor for c in clips})
+        if absent:
+            raise DataError(f"{root}: actors 1-20 needed (the cross-validation folds), "
+                            f"missing {absent}")
+
+
+def clips_or_none(data_dir: str | Path, prog: str, folds: bool = True) -> list[Clip] | None:
+    """:func:`list_clips` checked by :func:`check_complete`, or None after one line on
+    stderr naming the directory (the tools then exit 2)."""
     try:
-        return list_clips(data_dir)
-    except DataMissing as e:
+        clips = list_clips(data_dir)
+        check_complete(clips, data_dir, folds)
+        return clips
+    except DataError as e:
         print(f"{prog}: {e} (use --data DIR)", file=sys.stderr)
         return None
 
 
+def tool_main(prog: str, main: Callable[[], int]) -> int:
+    """Run a tool's ``main``: a data problem met on the way (an unreadable clip) is one line
+    naming it and exit 2; Ctrl-C is one line and exit 130."""
+    try:
+        return main()
+    except DataError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def load_audio(path: str | Path) -> np.ndarray:
-    """float32 mono at 16 kHz (stereo clips are downmixed by the mean)."""
-    y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    """float32 mono at 16 kHz (stereo clips are downmixed by the mean); DataError naming
+    the file if it is not readable audio at that rate."""
+    try:
+        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise DataError(f"{path}: not a readable audio file ({e})") from None
     if sr != SR:
-        raise ValueError(f"{path}: sample rate {sr}, expected {SR}")
+        raise DataError(f"{path}: sample rate {sr} Hz, expected {SR}")
     return y.mean(axis=1).astype(np.float32)
 
 

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     MODELS = Path(args.models)
     mlp = mlp_settings(args.hidden, args.alpha)
-    clips = ds.clips_or_none(args.data, "train.py")
+    clips = ds.clips_or_none(args.data, "train.py", folds=args.evaluate)
     if clips is None:
         return 2
     t0 = time.time()
@@ -285,4 +285,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(ds.tool_main("train.py", main))
