@@ -114,3 +114,45 @@ def test_an_unreadable_clip_is_one_line_naming_it(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "03-01-01-01-01-01-01.flac: not a readable audio file" in err[0], err
+
+
+@pytest.mark.parametrize("main,argv,needle", [
+    (train.main, ["--models", "{file}"], "--models: {file} exists and is not a directory"),
+    (train.main, ["--models", "{file}/sub"], "--models: {file} is not a directory"),
+    (evaluate.main, ["--json", "{tmp}/nowhere/r.json"], "--json: directory {tmp}/nowhere does not exist"),
+    (evaluate.main, ["--json", "{tmp}"], "--json: {tmp} is a directory"),
+    (select_hparams.main, ["--json", "{file}/r.json"], "--json: directory {file} does not exist"),
+], ids=["models-file", "models-under-file", "json-no-dir", "json-dir", "select-json"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(main, argv, needle, tmp_path,
+                                                                    capsys):
+    """Not after minutes of training or evaluation."""
+    file = tmp_path / "afile"
+    file.write_text("x")
+    fill = {"file": file, "tmp": tmp_path}
+    with pytest.raises(SystemExit) as e:
+        main([a.format(**fill) for a in argv] + ["--data", str(tmp_path / "absent")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert needle.format(**fill) in err, err
+
+
+@pytest.mark.parametrize("tool,argv,code,needle", [
+    ("soak.py", ["--hours", "0"], 2, "argument --hours: expected a positive number, got '0'"),
+    ("soak.py", ["--every", "-5"], 2, "argument --every: expected a positive number"),
+    ("soak.py", ["--hours", "0.001", "--model", "nosuchmodel"], 1,
+     "soak: aerd run exited with 2 (see above)"),
+    ("bench.py", ["--minutes", "0"], 2, "argument --minutes: expected a positive number"),
+    ("bench.py", ["--minutes", "0.05", "--models", "nosuchmodel", "--skip-seed",
+                  "--latency-seconds", "0"], 1, "failed (exit 2): aerd run: error: nosuchmodel"),
+    ("bench.py", ["--out", "/nonexistent-dir/b.json"], 2,
+     "argument --out: directory /nonexistent-dir does not exist"),
+])
+def test_bench_and_soak_refuse_bad_options_in_one_line(tool, argv, code, needle):
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "tools" / tool), *argv], capture_output=True,
+                       text=True, timeout=120, cwd=root)
+    assert r.returncode == code, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert needle in last and "Traceback" not in r.stderr, r.stderr

@@ -34,6 +34,11 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "ravdess-16k"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.dataset import tool_main  # noqa: E402
+from tools.evalkit import POSITIVE, SECONDS0, WIDTH, output_file  # noqa: E402
 
 
 def build_audio(path: Path, minutes: float) -> float:
@@ -91,7 +96,8 @@ def _run_measured(cmd: list[str], d: str | None) -> dict:
         env["NOTIFY_SOCKET"] = f"{d}/notify"
     out_file = tempfile.TemporaryFile()
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    err_file = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, env=env, cwd=REPO)
     ready, done, hwm = None, None, 0.0
     if sock is not None:
         sock.settimeout(0.05)
@@ -115,7 +121,9 @@ def _run_measured(cmd: list[str], d: str | None) -> dict:
     if sock is not None:
         sock.close()
     if status != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed with status {status}")
+        err_file.seek(0)
+        why = (err_file.read().decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        sys.exit(f"bench: {' '.join(cmd)} failed (exit {os.waitstatus_to_exitcode(status)}): {why}")
     # Peak RSS from the child's own VmHWM (after exec): ru_maxrss would include the parent's
     # pages the child shared between fork and exec.
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": wall, "peak_rss_mb": hwm,
@@ -211,12 +219,12 @@ def bench_latency(seconds: float, model: str, work: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--latency-seconds", type=float, default=60.0)
+    ap.add_argument("--minutes", type=POSITIVE, default=10.0)
+    ap.add_argument("--latency-seconds", type=SECONDS0, default=60.0)
     ap.add_argument("--models", default="default,seed180", help="aerd models to measure")
     ap.add_argument("--skip-seed", action="store_true", help="skip the (slow) seed-style reference")
-    ap.add_argument("--repeats", type=int, default=3, help="runs per aerd model (median reported)")
-    ap.add_argument("--out", help="also write the results as JSON here")
+    ap.add_argument("--repeats", type=WIDTH, default=3, help="runs per aerd model (median reported)")
+    ap.add_argument("--out", type=output_file, help="also write the results as JSON here")
     args = ap.parse_args()
     # the audio and the sockets live in one temporary directory, removed at the end
     with tempfile.TemporaryDirectory(prefix="aerd-bench-") as tmp:
@@ -250,4 +258,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main("bench", main))

@@ -6,6 +6,8 @@ adaptation run causally in stream order, and a continuous stream of held-out cli
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -62,6 +64,7 @@ WIDTH = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
 COUNT0 = number_type(int, lambda v: v >= 0, "a whole number from 0 up")
 ALPHA = number_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number from 0 up")
 POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+SECONDS0 = number_type(float, lambda v: 0.0 <= v < float("inf"), "a number from 0 up")
 
 
 def widths(length: int | None = None) -> Callable[[str], list]:
@@ -72,6 +75,39 @@ def widths(length: int | None = None) -> Callable[[str], list]:
 def alphas(length: int | None = None) -> Callable[[str], list]:
     """A :func:`comma_list` of L2 penalties (finite numbers from 0 up)."""
     return comma_list(ALPHA, "finite numbers from 0 up", length)
+
+
+def output_file(text: str) -> Path:
+    """An argparse ``type`` for a file a tool writes at the end of its run: refused at once if
+    it could not be written then (its directory missing or read-only, or a directory)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {path.parent} does not exist")
+    _writable_parent(path)
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """An argparse ``type`` for a directory a tool creates (with its parents) or fills."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    _writable_parent(path / "x")
+    return path
+
+
+def _writable_parent(path: Path) -> None:
+    """ArgumentTypeError unless the nearest existing ancestor of ``path`` is a directory
+    this process can write in."""
+    up = path.parent
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if not up.is_dir():
+        raise argparse.ArgumentTypeError(f"{up} is not a directory")
+    if not os.access(up, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {up}")
 
 
 def labels_of(clips: list[ds.Clip], classes: tuple[str, ...]) -> np.ndarray:

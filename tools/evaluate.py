@@ -62,7 +62,8 @@ from tools import device_eval  # noqa: E402
 from tools import seed_eval  # noqa: E402
 from tools.evalkit import (ADAPT, ALPHA, COUNT0, FOLDS, WIDTH, accuracy, adapt_eval,  # noqa: E402
                            adapt_rows, clip_scores, fmt, labels_of, onnx_predictor,
-                           ref_std, stream_labels, summary, train_rows, widths, with_prior)
+                           output_file, ref_std, stream_labels, summary, train_rows, widths,
+                           with_prior)
 from tools.mixes import mix_columns, mix_labels, mix_predictor, parse_mix  # noqa: E402
 from tools.onnx_mlp import quantize_int8  # noqa: E402
 from tools.report import markdown, plot_confusions  # noqa: E402
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lao-only", action="store_true", help="only leave-actors-out CV")
     ap.add_argument("--write", action="store_true",
                     help="write models/confusion.png and models/MODEL_CARD.md")
-    ap.add_argument("--json", default=None, help="also write all results to this JSON file")
+    ap.add_argument("--json", default=None, type=output_file, help="also write all results to this JSON file")
     args = ap.parse_args(argv)
     clips = ds.clips_or_none(args.data, "evaluate.py")
     if clips is None:

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outer", default=None, type=ev.number_list(int),
                     help="only these outer folds (1-based, e.g. 1,2)")
     ds.add_data_option(ap)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, type=ev.output_file)
     args = ap.parse_args(argv)
     if args.outer and not all(1 <= k <= len(ev.FOLDS) for k in args.outer):
         ap.error(f"argument --outer: folds are 1 to {len(ev.FOLDS)}, got {args.outer}")

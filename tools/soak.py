@@ -22,6 +22,15 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "ravdess-16k"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.dataset import tool_main  # noqa: E402
+from tools.evalkit import POSITIVE, output_file  # noqa: E402
+
+
+class SoakError(Exception):
+    """The daemon under test stopped before the soak's end."""
 
 
 def rss_mb(pid: int) -> float:
@@ -55,35 +64,42 @@ def _soak(hours: float, every_s: float, model: str, tmp: Path) -> list[tuple[flo
     curve, sent, next_sample = [], 0, 0
     chunk = 16000
     try:
-        while sent < total:
-            i = sent % len(loop)
-            block = loop[i : i + chunk]
-            proc.stdin.write(block.tobytes())
-            sent += len(block)
-            if sent >= next_sample:
-                proc.stdin.flush()
-                time.sleep(0.02)  # let the daemon catch up before sampling
-                curve.append((sent / 16000, rss_mb(proc.pid)))
-                next_sample += step
-        proc.stdin.close()
+        try:
+            while sent < total:
+                i = sent % len(loop)
+                block = loop[i : i + chunk]
+                proc.stdin.write(block.tobytes())
+                sent += len(block)
+                if sent >= next_sample:
+                    proc.stdin.flush()
+                    time.sleep(0.02)  # let the daemon catch up before sampling
+                    curve.append((sent / 16000, rss_mb(proc.pid)))
+                    next_sample += step
+            proc.stdin.close()
+        except BrokenPipeError:   # the daemon is gone: its exit code says why
+            pass
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     if proc.returncode != 0:
-        raise RuntimeError(f"daemon exited with {proc.returncode}")
+        raise SoakError(f"aerd run exited with {proc.returncode} (see above)")
     return curve
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=float, default=2.0)
-    ap.add_argument("--every", type=float, default=60.0, help="sample every S seconds of audio")
+    ap.add_argument("--hours", type=POSITIVE, default=2.0)
+    ap.add_argument("--every", type=POSITIVE, default=60.0, help="sample every S seconds of audio")
     ap.add_argument("--model", default="default")
-    ap.add_argument("--out", help="write the curve as CSV here")
+    ap.add_argument("--out", type=output_file, help="write the curve as CSV here")
     args = ap.parse_args()
     t0 = time.monotonic()
-    curve = soak(args.hours, args.every, args.model)
+    try:
+        curve = soak(args.hours, args.every, args.model)
+    except SoakError as e:
+        print(f"soak: {e}", file=sys.stderr)
+        return 1
     wall = time.monotonic() - t0
     for t, r in curve[:: max(1, len(curve) // 12)]:
         print(f"{t / 60:8.1f} min audio  RSS {r:6.1f} MB")
@@ -96,4 +112,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main("soak", main))

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train aerd's emotion models on RAVDESS speech (actors 01-20) and write "
                     "ONNX bundles (<name>.onnx + <name>.json card) to models/.")
     ds.add_data_option(ap)
-    ap.add_argument("--models", default=str(MODELS), help="output directory (default: models/)")
+    ap.add_argument("--models", default=str(MODELS), type=ek.output_dir, help="output directory (default: models/)")
     ap.add_argument("--only", choices=("seed180", "default", "all"), default="all",
                     help="which bundle(s) to train (default: all)")
     ap.add_argument("--aug", type=ek.COUNT0, default=DEFAULT_AUG,
