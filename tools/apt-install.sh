@@ -10,4 +10,4 @@ done
 SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 echo "installing Debian packages: ${missing[*]}"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -- "${missing[@]}" >/dev/null

@@ -19,13 +19,22 @@ import socket
 import sys
 import time
 import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from aerd.cliparser import number_type  # noqa: E402   (light: no numpy, no librosa)
+
+_SECONDS = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("file")
-    ap.add_argument("--window", type=float, default=3.0)
-    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--window", type=_SECONDS, default=3.0)
+    ap.add_argument("--hop", type=_SECONDS, default=0.5)
     ap.add_argument("--notify-ready", help="AF_UNIX datagram socket to send READY=1 to")
     args = ap.parse_args()
     t_start = time.monotonic()
@@ -34,7 +43,11 @@ def main() -> int:
     import soundfile as sf
     from sklearn.neural_network import MLPClassifier
 
-    y, sr = sf.read(args.file, dtype="float32")
+    try:
+        y, sr = sf.read(args.file, dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        print(f"seed_reference: {args.file}: not a readable audio file ({e})", file=sys.stderr)
+        return 2
     if y.ndim > 1:
         y = y.mean(axis=1)
     rng = np.random.default_rng(0)
