@@ -57,8 +57,8 @@ def number_type(cast: Callable[[str], float], ok: Callable[[float], bool],
 
 _fraction = number_type(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 _count = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
-_seconds = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
-_wait = number_type(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds from 0 up")
+POSITIVE_SECONDS = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
+SECONDS_FROM_0 = number_type(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds from 0 up")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, default=None, **kw)
     run.add_argument("--connect", metavar="ENDPOINT", default=None,
                      help="connect the PUB socket to ENDPOINT (an `aerd relay` frontend) instead of binding")
-    run.add_argument("--wait-subscriber", type=_wait, default=0.0, metavar="S",
+    run.add_argument("--wait-subscriber", type=SECONDS_FROM_0, default=0.0, metavar="S",
                      help="before reading the input, wait up to S seconds for a subscriber")
 
     cl = sub.add_parser("classify", help="classify audio files, one JSON line each")
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     li = sub.add_parser("listen", help="print events as JSON lines")
     li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
     li.add_argument("--count", type=_count, default=None, help="exit 0 after N emotion events")
-    li.add_argument("--timeout", type=_seconds, default=None, help="exit 1 if they did not arrive in S s")
+    li.add_argument("--timeout", type=POSITIVE_SECONDS, default=None, help="exit 1 if they did not arrive in S s")
     li.add_argument("--topic", action="append", choices=["emotion", "status"],
                     help="only these topics (default both)")
     li.add_argument("--pretty", action="store_true", help="live terminal view")

@@ -38,7 +38,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.dataset import tool_main  # noqa: E402
-from tools.evalkit import POSITIVE, SECONDS0, WIDTH, output_file  # noqa: E402
+from aerd.cliparser import SECONDS_FROM_0  # noqa: E402
+from tools.evalkit import POSITIVE, WIDTH, output_file  # noqa: E402
 
 
 def build_audio(path: Path, minutes: float) -> float:
@@ -220,7 +221,7 @@ def bench_latency(seconds: float, model: str, work: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=POSITIVE, default=10.0)
-    ap.add_argument("--latency-seconds", type=SECONDS0, default=60.0)
+    ap.add_argument("--latency-seconds", type=SECONDS_FROM_0, default=60.0)
     ap.add_argument("--models", default="default,seed180", help="aerd models to measure")
     ap.add_argument("--skip-seed", action="store_true", help="skip the (slow) seed-style reference")
     ap.add_argument("--repeats", type=WIDTH, default=3, help="runs per aerd model (median reported)")

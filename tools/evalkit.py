@@ -64,7 +64,6 @@ WIDTH = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
 COUNT0 = number_type(int, lambda v: v >= 0, "a whole number from 0 up")
 ALPHA = number_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number from 0 up")
 POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
-SECONDS0 = number_type(float, lambda v: 0.0 <= v < float("inf"), "a number from 0 up")
 
 
 def widths(length: int | None = None) -> Callable[[str], list]:

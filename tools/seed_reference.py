@@ -25,16 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from aerd.cliparser import number_type  # noqa: E402   (light: no numpy, no librosa)
-
-_SECONDS = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
+from aerd.cliparser import POSITIVE_SECONDS  # noqa: E402   (light: no numpy, no librosa)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("file")
-    ap.add_argument("--window", type=_SECONDS, default=3.0)
-    ap.add_argument("--hop", type=_SECONDS, default=0.5)
+    ap.add_argument("--window", type=POSITIVE_SECONDS, default=3.0)
+    ap.add_argument("--hop", type=POSITIVE_SECONDS, default=0.5)
     ap.add_argument("--notify-ready", help="AF_UNIX datagram socket to send READY=1 to")
     args = ap.parse_args()
     t_start = time.monotonic()
