@@ -140,7 +140,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(main, argv,
     ("soak.py", ["--hours", "0"], 2, "argument --hours: expected a positive number, got '0'"),
     ("soak.py", ["--every", "-5"], 2, "argument --every: expected a positive number"),
     ("soak.py", ["--hours", "0.001", "--model", "nosuchmodel"], 1,
-     "soak: aerd run exited with 2 (see above)"),
+     "of audio (exit 2, see above)"),
     ("bench.py", ["--minutes", "0"], 2, "argument --minutes: expected a positive number"),
     ("bench.py", ["--minutes", "0.05", "--models", "nosuchmodel", "--skip-seed",
                   "--latency-seconds", "0"], 1, "failed (exit 2): aerd run: error: nosuchmodel"),
@@ -156,3 +156,28 @@ def test_bench_and_soak_refuse_bad_options_in_one_line(tool, argv, code, needle)
     assert r.returncode == code, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert needle in last and "Traceback" not in r.stderr, r.stderr
+
+
+def test_ctrl_c_during_training_is_an_interruption_not_a_result(capsys):
+    """scikit-learn's MLP fit catches KeyboardInterrupt and returns a half-trained model; the
+    tools' Ctrl-C gets past it: one line, exit 130."""
+    import os
+    import signal
+    import threading
+
+    import numpy as np
+    from sklearn.neural_network import MLPClassifier
+
+    from tools import dataset as ds
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 40)), rng.integers(0, 4, 2000)
+
+    def train_for_long() -> int:
+        MLPClassifier(hidden_layer_sizes=(256,), max_iter=100000, tol=0.0,
+                      n_iter_no_change=100000).fit(X, y)
+        return 0
+
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    assert ds.tool_main("train.py", train_for_long) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["train.py: interrupted"]

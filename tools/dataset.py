@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -122,17 +123,29 @@ def clips_or_none(data_dir: str | Path, prog: str, folds: bool = True) -> list[C
         return None
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C, raised past scikit-learn's MLP ``fit``: it catches KeyboardInterrupt, warns and
+    returns a half-trained model."""
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise _Interrupted
+
+
 def tool_main(prog: str, main: Callable[[], int]) -> int:
     """Run a tool's ``main``: a data problem met on the way (an unreadable clip) is one line
-    naming it and exit 2; Ctrl-C is one line and exit 130."""
+    naming it and exit 2; Ctrl-C is one line and exit 130 (nothing half-trained is kept)."""
+    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
         return main()
     except DataError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (_Interrupted, KeyboardInterrupt):
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def load_audio(path: str | Path) -> np.ndarray:

@@ -82,6 +82,10 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if path.exists():   # an existing file is written over: it must be writable itself
+        if not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"cannot write {text}")
+        return path
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"directory {path.parent} does not exist")
     _writable_parent(path)

@@ -82,8 +82,11 @@ def _soak(hours: float, every_s: float, model: str, tmp: Path) -> list[tuple[flo
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proc.returncode != 0:
-        raise SoakError(f"aerd run exited with {proc.returncode} (see above)")
+    rc = proc.returncode
+    if rc != 0 or sent < total:   # a clean exit part-way is a failure too: a short curve
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
+        raise SoakError(f"aerd run stopped after {sent / 16000:.0f} s of the {total / 16000:.0f} s "
+                        f"of audio ({how}" + (", see above)" if rc > 0 else ")"))
     return curve
 
 
