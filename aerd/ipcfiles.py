@@ -28,12 +28,16 @@ def ipc_path(endpoint: str) -> str | None:
 
 
 def check_ipc_path(endpoint: str, option: str) -> None:
-    """An ipc:// path that exists must be a socket: binding would replace a regular file."""
+    """Before binding ``endpoint``: an ipc:// path that exists must be a socket (binding
+    would replace a regular file) that no other process listens on (libzmq would take the
+    path over from it). ConfigError naming ``option`` otherwise."""
     path = ipc_path(endpoint)
     if path is not None and os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
                               "(binding would replace it)")
+        if _in_use(path):
+            raise ConfigError(f"{option} {endpoint}: already in use by another process")
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,8 @@ class IpcFile:
             log.warning("could not remove the socket file %s: %s", self.path, e.strerror)
 
 
-def ipc_in_use(endpoint: str) -> bool:
-    """True if another process is listening on this ipc:// path (zmq would silently steal it)."""
-    path = ipc_path(endpoint)
-    if path is None or not os.path.exists(path):
-        return False
+def _in_use(path: str) -> bool:
+    """True if another process is listening on the socket file ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(0.5)

@@ -16,7 +16,7 @@ import zmq
 from .config import PublishSettings
 from .errors import ConfigError
 from .events import Event
-from .ipcfiles import IpcFile, check_ipc_path, ipc_in_use
+from .ipcfiles import IpcFile, check_ipc_path
 from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
                        check_endpoint, use_ipv6_if_needed)
 
@@ -76,8 +76,6 @@ class Publisher:
                 self.sock.connect(s.endpoint)
             else:
                 check_ipc_path(s.endpoint, option)
-                if ipc_in_use(s.endpoint):
-                    raise ConfigError(f"{option} {s.endpoint}: already in use by another process")
                 self.sock.bind(s.endpoint)
                 self._ipc_file = IpcFile.after_bind(s.endpoint)
         except zmq.ZMQError as e:

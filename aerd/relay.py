@@ -17,7 +17,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import ConfigError
-from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_in_use, ipc_path
+from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_path
 from aerd.security import CurveServer, apply_curve_server, check_endpoint, use_ipv6_if_needed
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,6 @@ class Relay:
             if auth is not None and auth not in self._auths:
                 self._auths.append(auth)
         check_ipc_path(endpoint, option)
-        if ipc_in_use(endpoint):   # libzmq would take the path over from that process
-            raise ConfigError(f"{option} {endpoint!r}: already in use by another process")
         use_ipv6_if_needed(sock, endpoint)
         try:
             sock.bind(endpoint)
