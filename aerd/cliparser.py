@@ -56,7 +56,7 @@ def number_type(cast: Callable[[str], float], ok: Callable[[float], bool],
 
 
 _fraction = number_type(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
-_count = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
+WHOLE_FROM_1 = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
 POSITIVE_SECONDS = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number of seconds")
 SECONDS_FROM_0 = number_type(float, lambda v: 0.0 <= v < float("inf"), "a number of seconds from 0 up")
 
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("listen", help="print events as JSON lines")
     li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
-    li.add_argument("--count", type=_count, default=None, help="exit 0 after N emotion events")
+    li.add_argument("--count", type=WHOLE_FROM_1, default=None, help="exit 0 after N emotion events")
     li.add_argument("--timeout", type=POSITIVE_SECONDS, default=None, help="exit 1 if they did not arrive in S s")
     li.add_argument("--topic", action="append", choices=["emotion", "status"],
                     help="only these topics (default both)")

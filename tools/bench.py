@@ -38,8 +38,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.dataset import tool_main  # noqa: E402
-from aerd.cliparser import SECONDS_FROM_0  # noqa: E402
-from tools.evalkit import POSITIVE, WIDTH, output_file  # noqa: E402
+from aerd.cliparser import SECONDS_FROM_0, WHOLE_FROM_1  # noqa: E402
+from tools.evalkit import POSITIVE, output_file  # noqa: E402
 
 
 def build_audio(path: Path, minutes: float) -> float:
@@ -224,7 +224,7 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=SECONDS_FROM_0, default=60.0)
     ap.add_argument("--models", default="default,seed180", help="aerd models to measure")
     ap.add_argument("--skip-seed", action="store_true", help="skip the (slow) seed-style reference")
-    ap.add_argument("--repeats", type=WIDTH, default=3, help="runs per aerd model (median reported)")
+    ap.add_argument("--repeats", type=WHOLE_FROM_1, default=3, help="runs per aerd model (median reported)")
     ap.add_argument("--out", type=output_file, help="also write the results as JSON here")
     args = ap.parse_args()
     # the audio and the sockets live in one temporary directory, removed at the end

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from aerd.adapt import FeatureNormalizer
-from aerd.cliparser import number_type
+from aerd.cliparser import WHOLE_FROM_1, number_type
 from aerd.featurespec import FeatureSpec
 from aerd.stream import StreamExtractor
 from tools import dataset as ds
@@ -60,7 +60,6 @@ def number_list(kind: type = float, length: int | None = None) -> Callable[[str]
 
 
 # argparse types for the tools' options (one parser shared with aerd's own command line)
-WIDTH = number_type(int, lambda v: v >= 1, "a whole number from 1 up")
 COUNT0 = number_type(int, lambda v: v >= 0, "a whole number from 0 up")
 ALPHA = number_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number from 0 up")
 POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
@@ -68,7 +67,7 @@ POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive numb
 
 def widths(length: int | None = None) -> Callable[[str], list]:
     """A :func:`comma_list` of MLP widths (whole numbers from 1 up)."""
-    return comma_list(WIDTH, "whole numbers from 1 up", length)
+    return comma_list(WHOLE_FROM_1, "whole numbers from 1 up", length)
 
 
 def alphas(length: int | None = None) -> Callable[[str], list]:

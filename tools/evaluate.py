@@ -60,7 +60,8 @@ from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
 from tools import device_eval  # noqa: E402
 from tools import seed_eval  # noqa: E402
-from tools.evalkit import (ADAPT, ALPHA, COUNT0, FOLDS, WIDTH, accuracy, adapt_eval,  # noqa: E402
+from aerd.cliparser import WHOLE_FROM_1  # noqa: E402
+from tools.evalkit import (ADAPT, ALPHA, COUNT0, FOLDS, accuracy, adapt_eval,  # noqa: E402
                            adapt_rows, clip_scores, fmt, labels_of, onnx_predictor,
                            output_file, ref_std, stream_labels, summary, train_rows, widths,
                            with_prior)
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", default=None, type=widths(),
                     help="MLP hidden sizes, e.g. 256 or 256,128")
     ap.add_argument("--alpha", type=ALPHA, default=None, help="MLP L2 penalty")
-    ap.add_argument("--warmup", type=WIDTH, default=ADAPT["warmup_windows"],
+    ap.add_argument("--warmup", type=WHOLE_FROM_1, default=ADAPT["warmup_windows"],
                     help="adaptation warm-up (speech windows)")
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming test")
     ap.add_argument("--lao-only", action="store_true", help="only leave-actors-out CV")

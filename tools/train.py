@@ -35,6 +35,7 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from aerd.cliparser import WHOLE_FROM_1  # noqa: E402
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
 from tools import evalkit as ek  # noqa: E402
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     ap.add_argument("--alpha", type=ek.ALPHA, default=DEFAULT_MLP["alpha"],
                     help="MLP L2 penalty of the default model (default: %(default)s)")
-    ap.add_argument("--hidden", type=ek.WIDTH, default=DEFAULT_MLP["hidden_layer_sizes"][0],
+    ap.add_argument("--hidden", type=WHOLE_FROM_1, default=DEFAULT_MLP["hidden_layer_sizes"][0],
                     help="hidden-layer width of the default model (default: %(default)s)")
     ap.add_argument("--fold-hidden", default=None, type=ek.widths(len(ek.FOLDS)),
                     help="comma-separated width per outer fold for --evaluate (nested choice)")
