@@ -36,9 +36,24 @@ def test_quick_start_script_installs_and_runs_the_daemon(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["AERD_VENV"] = sys.prefix
     (tmp_path / "talk.flac").write_bytes(CLIP.read_bytes())   # a path relative to the caller
-    r = subprocess.run([str(REPO / "tools" / "run.sh"), "--input", "talk.flac", "--fast",
-                        "--endpoint", "ipc://q.sock", "--state-dir", "state"],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    args = [str(REPO / "tools" / "run.sh"), "--input", "talk.flac", "--fast",
+            "--endpoint", "ipc://q.sock", "--state-dir", "state"]
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "end of file" in r.stdout + r.stderr
     assert (tmp_path / "state").is_dir()
+
+    # a restart with the checkout unchanged installs nothing, so it works without a package
+    # index (pip's isolated build would need setuptools from it)
+    offline = {**env, "PIP_NO_INDEX": "1"}
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=offline, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "up to date" in r.stdout and "installing" not in r.stdout
+    assert "end of file" in r.stdout + r.stderr
+
+    # a changed checkout (here: a fingerprint that no longer matches) is installed again
+    (Path(sys.prefix) / ".aerd-source").write_text("an older checkout\n")
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=offline, timeout=120)
+    assert "installing aerd" in r.stdout, r.stdout + r.stderr
+    assert r.returncode != 0   # which pip cannot do offline; the installed aerd stays as it was
+    assert not (Path(sys.prefix) / ".aerd-source").exists()

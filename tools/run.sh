@@ -15,9 +15,21 @@ fi
 "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || {
   echo "tools/run.sh: $VENV has no pip (left by a failed python3 -m venv?): remove it and run again" >&2
   exit 1; }
-# setuptools builds in the checkout's build/; one left by an earlier install can carry
-# modules that no longer exist into this one
-rm -rf "$REPO/build" 2>/dev/null ||
-  echo "tools/run.sh: warning: could not remove $REPO/build (an older install's): remove it" >&2
-"$VENV/bin/python" -m pip install -q "$REPO"
+# Reinstall only when the checkout's installed files changed since the last install by this
+# script (a fingerprint kept in the virtualenv), so a restart works offline and starts at once.
+STAMP=$VENV/.aerd-source
+SOURCE=$(cd "$REPO" && find pyproject.toml README.md aerd models -type f \
+           ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
+if [[ -x $VENV/bin/aerd && -f $STAMP && $(<"$STAMP") == "$SOURCE" ]]; then
+  echo "tools/run.sh: aerd in $VENV is up to date with $REPO"
+else
+  # setuptools builds in the checkout's build/; one left by an earlier install can carry
+  # modules that no longer exist into this one
+  rm -rf "$REPO/build" 2>/dev/null ||
+    echo "tools/run.sh: warning: could not remove $REPO/build (an older install's): remove it" >&2
+  echo "tools/run.sh: installing aerd from $REPO into $VENV"
+  rm -f "$STAMP"
+  "$VENV/bin/python" -m pip install -q "$REPO"
+  printf '%s\n' "$SOURCE" >"$STAMP"
+fi
 exec "$VENV/bin/aerd" run "$@"
