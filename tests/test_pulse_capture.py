@@ -157,6 +157,17 @@ def spawn(server: PulseServer, script: Path, *args: str) -> Child:
 # Tests
 # --------------------------------------------------------------------------------------------
 
+def play_and_recover(pulse, child, clip_wav, out):
+    """Play the clip into the sink while the child records; (DONE message, peak NCC, lag)."""
+    pulse.play(clip_wav)
+    done = child.expect("DONE", timeout=RECORD_S + 10)
+    assert child.finish() == 0
+    rec = np.load(out)
+    assert done["frames"] == int(RATE * RECORD_S) == len(rec), done
+    corr, lag = best_match(rec, make_clip())
+    return done, corr, lag
+
+
 def test_clip_played_into_sink_is_captured(pulse, clip_wav, tmp_path):
     pulse.start()
     print(f"\n[pulse] server start (spawn -> pactl info answers): {pulse.start_time * 1000:.0f} ms")
@@ -168,12 +179,7 @@ def test_clip_played_into_sink_is_captured(pulse, clip_wav, tmp_path):
     ready = child.expect("READY")
     time.sleep(0.2)  # keep the clip clear of the recording's start
     t_play = time.monotonic()
-    pulse.play(clip_wav)
-    done = child.expect("DONE", timeout=RECORD_S + 10)
-    assert child.finish() == 0
-    rec = np.load(out)
-    assert done["frames"] == int(RATE * RECORD_S) == len(rec), done
-    corr, lag = best_match(rec, make_clip())
+    done, corr, lag = play_and_recover(pulse, child, clip_wav, out)
     print(f"[pulse] first callback {done['first_callback_s'] * 1000:.0f} ms after start(); "
           f"clip recovered: peak NCC {corr:.4f} at {lag / RATE * 1000:.0f} ms into the recording "
           f"(paplay launched {(t_play - ready['t']) * 1000:.0f} ms after READY); "
@@ -220,12 +226,7 @@ def test_device_loss_is_detected_and_stream_reopens(pulse, clip_wav, tmp_path):
             f"devices {re['input']}")
     child.expect("READY")
     time.sleep(0.2)
-    pulse.play(clip_wav)
-    done = child.expect("DONE", timeout=RECORD_S + 10)
-    assert child.finish() == 0
-    rec = np.load(out)
-    assert done["frames"] == int(RATE * RECORD_S) == len(rec), done
-    corr, lag = best_match(rec, make_clip())
+    _, corr, lag = play_and_recover(pulse, child, clip_wav, out)
     print(f"[pulse] after reopen: clip recovered with peak NCC {corr:.4f} "
           f"at {lag / RATE * 1000:.0f} ms into the recording")
     assert corr > MIN_CORR
