@@ -7,6 +7,7 @@ reader must ignore fields it does not know, so new optional fields do not bump `
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -59,7 +60,14 @@ class Event:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite JSON number: NaN and Infinity (which Python's json accepts, and 1e400 becomes)
+    are not JSON, and an integer beyond any float is no usable time or probability."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 _CHECKS = {

@@ -64,6 +64,14 @@ def payload(ev, **changes):
     ([b"emotion", payload(emotion(), seq=...)], "seq"),
     ([b"emotion", payload(emotion(), device_id=...)], "device_id"),
     ([b"status", payload(status(), ts=...)], "ts"),
+    # not JSON numbers, though Python's json reads them: `aerd listen` would print them back
+    # as NaN/Infinity (no JSON reader takes that line) and its --pretty view crashed on them
+    ([b"emotion", payload(emotion(), confidence=float("nan"))], "confidence"),
+    ([b"emotion", payload(emotion(), probs={"happy": float("nan")})], "probs"),
+    ([b"status", payload(status(), ts=float("inf"))], "ts"),
+    ([b"emotion", payload(emotion()).replace(b'"start": 1.5', b'"start": -Infinity')], "start"),
+    ([b"emotion", payload(emotion()).replace(b'"end": 4.5', b'"end": 1e400')], "end"),
+    ([b"status", payload(status(), uptime=10 ** 400)], "uptime"),
 ])
 def test_malformed_frames_raise_event_error(frames, match):
     with pytest.raises(EventError, match=match):
