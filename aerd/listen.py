@@ -16,7 +16,9 @@ from .security import CurveClient, apply_curve_client, use_ipv6_if_needed
 
 
 def _bar(p: float, width: int = 30) -> str:
-    n = int(round(p * width))
+    """``p`` as a bar of ``width``; a value outside 0..1 (from a rogue publisher) fills it or
+    leaves it empty rather than making a line (or a MemoryError) of its size."""
+    n = int(round(min(max(p, 0.0), 1.0) * width))
     return "#" * n + "." * (width - n)
 
 

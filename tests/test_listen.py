@@ -24,6 +24,15 @@ def test_pretty_view_shows_label_and_bars():
     assert lines[2].strip().startswith("sad") and lines[2].count("#") == 9
 
 
+def test_pretty_view_keeps_bars_of_out_of_range_probabilities_in_width():
+    """A publisher's probabilities are not checked to lie in 0..1: 1e12 made a bar of 3e13
+    characters (MemoryError), -5 a line of 180 dots."""
+    ev = EmotionEvent(seq=1, ts=1.0, device_id="d", label="happy", confidence=0.5,
+                      probs={"happy": 1e12, "sad": -5.0, "calm": 10 ** 30})
+    bars = [line.split()[1] for line in render_pretty(ev).splitlines()[1:]]
+    assert bars == ["#" * 30, "#" * 30, "." * 30]
+
+
 def test_listen_counts_emotions_ignores_bad_messages_and_times_out(tmp_path):
     ep = f"ipc://{tmp_path}/l.sock"
     ctx = zmq.Context()
