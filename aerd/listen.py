@@ -22,11 +22,19 @@ def _bar(p: float, width: int = 30) -> str:
     return "#" * n + "." * (width - n)
 
 
+def _shown(text: str) -> str:
+    """A publisher's text made safe for a terminal line: control characters (newlines, escape
+    sequences) and unpaired surrogates (which stdout cannot encode) escaped as in Python."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def render_pretty(ev: EmotionEvent) -> str:
-    lines = [f"\x1b[H\x1b[2J{ev.device_id}  {ev.start:8.1f}-{ev.end:.1f}s  "
-             f"{ev.label.upper()}  {ev.confidence:.0%}"]
+    lines = [f"\x1b[H\x1b[2J{_shown(ev.device_id)}  {ev.start:8.1f}-{ev.end:.1f}s  "
+             f"{_shown(ev.label.upper())}  {ev.confidence:.0%}"]
     for label, p in sorted(ev.probs.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {label:<10} {_bar(p)} {p:5.1%}")
+        lines.append(f"  {_shown(label):<10} {_bar(p)} {p:5.1%}")
     return "\n".join(lines)
 
 
@@ -85,7 +93,7 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
                 continue
             missed = gaps.see(ev.device_id, ev.seq) if gaps is not None else 0
             if missed:
-                print(f"aerd listen: {ev.device_id}: {missed} message(s) missed before seq "
+                print(f"aerd listen: {_shown(ev.device_id)}: {missed} message(s) missed before seq "
                       f"{ev.seq} (this subscriber fell behind, or reconnected)", file=sys.stderr)
             if isinstance(ev, EmotionEvent):
                 seen += 1

@@ -120,3 +120,42 @@ def test_listen_skips_malformed_events_and_reports_missed_ones(tmp_path, capsys)
         th.join()
         pub.close()
         ctx.term()
+
+
+def test_publisher_text_cannot_break_lines_or_the_terminal(tmp_path, capsys):
+    """device_id, label and probability names come from the publisher: a newline or an escape
+    sequence in them split the stderr gap line in two and reached the terminal raw, and an
+    unpaired surrogate (valid JSON: "\\ud800") crashed --pretty with UnicodeEncodeError."""
+    ep = f"ipc://{tmp_path}/t.sock"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(ep)
+    evil = "kitchen\nFAKE\x1b[2J\ud800"
+    stop = threading.Event()
+
+    def publish():
+        seq = 0
+        while not stop.is_set():
+            seq += 2   # one message "lost" before each
+            ev = EmotionEvent(seq=seq, ts=1.0, device_id=evil, label="happy\x1b[31m",
+                              confidence=0.5, probs={"happy\r": 0.5, "sad\ud800": 0.5})
+            pub.send_multipart(ev.to_frames())
+            time.sleep(0.02)
+
+    th = threading.Thread(target=publish)
+    th.start()
+    try:
+        raw = io.BytesIO()
+        out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+        assert listen(ep, count=3, timeout=10, topics=["emotion", "status"], out=out,
+                      pretty=True, ctx=ctx) == 0
+        shown = raw.getvalue().decode("utf-8").replace("\x1b[H\x1b[2J", "")
+        assert "\x1b" not in shown and "\r" not in shown
+        assert shown.count("\n") == 3 * 3 and "kitchen\\nFAKE\\x1b[2J\\ud800" in shown
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) >= 2 and all(line.startswith("aerd listen: kitchen\\nFAKE") for line in err)
+    finally:
+        stop.set()
+        th.join()
+        pub.close()
+        ctx.term()
