@@ -45,8 +45,9 @@ class Event:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Event":
-        if data.get("v") != SCHEMA_VERSION:
-            raise EventError(f"unsupported schema version {data.get('v')!r}")
+        v = data.get("v")
+        if not _CHECKS["int"](v) or v != SCHEMA_VERSION:   # not true or 1.0, which == 1
+            raise EventError(f"unsupported schema version {v!r:.60}")
         names = {f.name for f in fields(cls)}
         missing = sorted(n for n in names if n not in data and _required(cls, n))
         if missing:

@@ -61,6 +61,8 @@ def payload(ev, **changes):
     ([b"emotion", payload(emotion(), v=2)], "version"),
     ([b"emotion", payload(emotion(), v=...)], "version"),
     ([b"status", payload(status(), v="1")], "version"),
+    ([b"status", payload(status(), v=True)], "version True"),
+    ([b"emotion", payload(emotion(), v=1.0)], "version 1.0"),
     ([b"emotion", payload(emotion(), seq=...)], "seq"),
     ([b"emotion", payload(emotion(), device_id=...)], "device_id"),
     ([b"status", payload(status(), ts=...)], "ts"),
@@ -76,6 +78,12 @@ def payload(ev, **changes):
 def test_malformed_frames_raise_event_error(frames, match):
     with pytest.raises(EventError, match=match):
         from_frames(frames)
+
+
+def test_bad_version_error_is_short():
+    with pytest.raises(EventError) as e:
+        from_frames([b"status", payload(status(), v="9" * 100_000)])
+    assert len(str(e.value)) < 100
 
 
 def test_unknown_fields_are_ignored():
