@@ -166,6 +166,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from .listen import curve_client_from_args, listen
 
+    if args.count is not None and args.topic and "emotion" not in args.topic:
+        raise ConfigError("--count counts emotion events, which --topic leaves out: "
+                          "add --topic emotion")
     return listen(args.endpoint, args.count, args.timeout, args.topic or ["emotion", "status"],
                   pretty=args.pretty, curve=curve_client_from_args(args.server_key, args.key))
 

@@ -66,6 +66,18 @@ def test_listen_counts_emotions_ignores_bad_messages_and_times_out(tmp_path):
         ctx.term()
 
 
+def test_count_without_the_emotion_topic_is_refused(tmp_path, capsys):
+    """--count counts emotion events: with --topic status alone it waited for events it had
+    not subscribed to, for ever or until --timeout (exit 1) while statuses came in."""
+    from aerd.cli import main
+
+    argv = ["listen", "--endpoint", f"ipc://{tmp_path}/n.sock", "--topic", "status",
+            "--count", "1", "--timeout", "0.3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("aerd listen: error: --count") and "--topic" in err[0]
+
+
 def test_seq_gaps_per_device_and_restarts():
     from aerd.listen import SeqGaps
 
