@@ -110,7 +110,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "input.block_s": (lambda v: 0.001 <= v <= 1.0, "must be 0.001..1.0"),
     "decision.min_speech": (lambda v: 0.0 <= v <= 1.0, "must be 0..1"),
     "decision.smoothing": (lambda v: 1 <= v <= 100, "must be 1..100"),
-    "decision.hysteresis": (lambda v: 0.0 <= v < 1.0, "must be 0..1"),
+    "decision.hysteresis": (lambda v: 0.0 <= v < 1.0, "must be from 0 to below 1"),
     "decision.reset_after": (lambda v: 1 <= v <= 10000, "must be 1..10000"),
     "publish.sndhwm": (lambda v: 1 <= v <= 1_000_000, "must be 1..1000000"),
     "publish.linger_ms": (lambda v: 0 <= v <= 60000, "must be 0..60000"),

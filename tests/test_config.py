@@ -118,6 +118,12 @@ def test_override_errors_name_field_and_command_line(tmp_path, over, field):
         config.load(write(tmp_path, "[input]\nrate = 8000\n"), over)
 
 
+def test_hysteresis_error_does_not_claim_1_is_allowed():
+    """1.0 is refused, and "must be 0..1, got 1.0" said it was allowed."""
+    with pytest.raises(ConfigError, match=r"hysteresis must be from 0 to below 1, got 1\.0"):
+        config.load(None, {"decision.hysteresis": 1.0})
+
+
 def test_missing_file_and_directory(tmp_path):
     missing = tmp_path / "nope.toml"
     with pytest.raises(ConfigError, match="not found") as e:
