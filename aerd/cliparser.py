@@ -107,5 +107,5 @@ def build_parser() -> argparse.ArgumentParser:
     re.add_argument("--backend-secret", help="CURVE secret key for the backend")
     re.add_argument("--backend-clients", help="authorised subscriber public keys (directory)")
     re.add_argument("--insecure", action="store_true")
-    re.add_argument("--log-level", default="info")
+    re.add_argument("--log-level", default="info", choices=config.LOG_LEVELS)
     return p

@@ -103,6 +103,9 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""The levels ``[service] log_level`` (and ``aerd relay --log-level``) accept."""
+
 _CHECKS: dict[str, tuple[Any, str]] = {
     "input.rate": (lambda v: 1000 <= v <= 384000, "must be 1000..384000"),
     "input.channels": (lambda v: 1 <= v <= 32, "must be 1..32"),
@@ -116,7 +119,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "publish.linger_ms": (lambda v: 0 <= v <= 60000, "must be 0..60000"),
     "publish.status_interval": (lambda v: 0.1 <= v <= 3600, "must be 0.1..3600"),
     "publish.endpoint": (lambda v: "://" in v, "must look like tcp://HOST:PORT or ipc://PATH"),
-    "service.log_level": (lambda v: v in ("debug", "info", "warning", "error"),
+    "service.log_level": (lambda v: v in LOG_LEVELS,
                           "must be debug, info, warning or error"),
 }
 

@@ -123,6 +123,8 @@ def test_bad_run_options_fail_with_one_line(args, needle):
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["listen", "--topic", "foo"], "aerd listen: error: argument --topic: invalid choice: 'foo'"),
     (["relay", "--frontend", "ipc:///tmp/x"], "the following arguments are required: --backend"),
+    (["relay", "--frontend", "ipc:///tmp/x", "--backend", "ipc:///tmp/y", "--log-level", "loud"],
+     "argument --log-level: invalid choice: 'loud'"),   # was ignored: the relay logged at info
     (["classify", "--min-speech", "7", "x.wav"], "--min-speech: expected a number from 0 to 1"),
     (["listen", "--count", "0"], "--count: expected a whole number from 1 up, got '0'"),
     (["listen", "--timeout", "-1"], "--timeout: expected a positive number of seconds"),
