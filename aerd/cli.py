@@ -34,6 +34,9 @@ def run_settings(args: argparse.Namespace) -> config.Settings:
                  for flag, (dotted, _) in RUN_FLAGS.items()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.connect is not None:
+        if args.endpoint is not None:
+            raise ConfigError(f"--connect {args.connect} and --endpoint {args.endpoint}: give one "
+                              "(--connect connects to its endpoint, --endpoint binds)")
         overrides["publish.endpoint"] = args.connect
         overrides["publish.connect"] = True
     return config.load(args.config, overrides)

@@ -124,6 +124,20 @@ def test_hysteresis_error_does_not_claim_1_is_allowed():
         config.load(None, {"decision.hysteresis": 1.0})
 
 
+def test_connect_and_endpoint_flags_together_are_refused():
+    """--connect EP sets the endpoint too: an --endpoint beside it was silently dropped."""
+    from aerd.cli import run_settings
+    from aerd.cliparser import build_parser
+
+    args = build_parser().parse_args(["run", "--endpoint", "ipc:///tmp/a.sock",
+                                      "--connect", "ipc:///tmp/b.sock"])
+    with pytest.raises(ConfigError, match="^--connect ipc:///tmp/b.sock and --endpoint"):
+        run_settings(args)
+    args = build_parser().parse_args(["run", "--connect", "ipc:///tmp/b.sock"])
+    s = run_settings(args).publish
+    assert (s.endpoint, s.connect) == ("ipc:///tmp/b.sock", True)
+
+
 def test_missing_file_and_directory(tmp_path):
     missing = tmp_path / "nope.toml"
     with pytest.raises(ConfigError, match="not found") as e:
