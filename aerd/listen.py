@@ -58,7 +58,8 @@ class SeqGaps:
 def listen(endpoint: str, count: int | None, timeout: float | None, topics: list[str],
            out: TextIO = sys.stdout, pretty: bool = False, curve: CurveClient | None = None,
            ctx: zmq.Context | None = None) -> int:
-    """Print events until ``count`` emotion events arrived (exit 0) or ``timeout`` passed (exit 1)."""
+    """Print events until ``count`` emotion events arrived (exit 0) or ``timeout`` passed (exit 1).
+    Without ``count``, ``timeout`` is how long to listen: exit 0 if any emotion event came."""
     own = ctx is None
     ctx = ctx or zmq.Context()
     sock = ctx.socket(zmq.SUB)
@@ -80,7 +81,9 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
         while count is None or seen < count:
             wait = 1000 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
             if deadline is not None and wait <= 0:
-                print(f"aerd listen: timeout: {seen} of {count if count else 'any'} emotion events "
+                if count is None and seen:
+                    return 0
+                print(f"aerd listen: timeout: {seen} of {count or 'any'} emotion events "
                       f"within {timeout:g} s", file=sys.stderr)
                 return 1
             if not sock.poll(min(wait, 1000), zmq.POLLIN):

@@ -59,6 +59,14 @@ def test_listen_counts_emotions_ignores_bad_messages_and_times_out(tmp_path):
         out2 = io.StringIO()
         assert listen(ep, count=1, timeout=0.5, topics=["nothing"], out=out2, ctx=ctx) == 1
         assert out2.getvalue() == ""
+        # no --count: --timeout is how long to listen; exit 1 only if no emotion event came
+        # (it was 1 always, with "timeout: 25 of any emotion events")
+        out3 = io.StringIO()
+        assert listen(ep, count=None, timeout=0.5, topics=["emotion", "status"], out=out3,
+                      ctx=ctx) == 0
+        assert '"topic": "emotion"' in out3.getvalue()
+        assert listen(ep, count=None, timeout=0.5, topics=["status"], out=io.StringIO(),
+                      ctx=ctx) == 1
     finally:
         stop.set()
         th.join()
