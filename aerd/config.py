@@ -151,6 +151,8 @@ def apply(settings: Settings, values: dict[str, Any], origin: str) -> Settings:
         sub = getattr(settings, section, None) if section in _SECTIONS else None
         if sub is None or key not in _FIELDS[section]:
             raise ConfigError(f"{origin}: unknown setting [{section}] {key}".rstrip())
+        if dotted == "input.device" and type(value) is int and value >= 0:
+            value = str(value)   # an index, as `aerd devices` lists it: device = 2
         v = _coerce(value, _FIELDS[section][key], f"[{section}] {key}", origin)
         check = _CHECKS.get(dotted)
         if check and not check[0](v):

@@ -138,6 +138,15 @@ def test_connect_and_endpoint_flags_together_are_refused():
     assert (s.endpoint, s.connect) == ("ipc:///tmp/b.sock", True)
 
 
+def test_device_index_as_a_toml_integer(tmp_path):
+    """[input] device is "an index or a name substring": `device = 2` was refused (must be
+    str); it means the index 2, as --device 2 does."""
+    assert config.load(write(tmp_path, "[input]\ndevice = 2\n")).input.device == "2"
+    for bad in ("-1", "true", "2.0"):
+        with pytest.raises(ConfigError, match=r"\[input\] device must be str"):
+            config.load(write(tmp_path, f"[input]\ndevice = {bad}\n"))
+
+
 def test_missing_file_and_directory(tmp_path):
     missing = tmp_path / "nope.toml"
     with pytest.raises(ConfigError, match="not found") as e:
