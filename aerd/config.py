@@ -184,6 +184,9 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Se
         for section, table in data.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{p}: {section} must be a [section] table")
+            if section not in _SECTIONS:   # also an empty one: a misspelt heading
+                raise ConfigError(f"{p}: unknown section [{section}] "
+                                  f"(sections: {', '.join(_SECTIONS)})")
             flat.update({f"{section}.{k}": v for k, v in table.items()})
         settings = apply(settings, flat, str(p))
     return apply(settings, overrides or {}, "command line")

@@ -181,7 +181,7 @@ def test_bad_config_field_names_field_and_file(tmp_path):
     assert str(cfg) in r.stderr and "[decision] smoothing" in r.stderr
     cfg.write_text('[decison]\nsmoothing = 3\n')
     r = run("run", "--config", str(cfg), timeout=60)
-    assert r.returncode == 2 and "unknown setting [decison]" in r.stderr
+    assert r.returncode == 2 and "unknown section [decison]" in r.stderr
 
 
 def test_corrupt_or_mismatched_model(tmp_path):

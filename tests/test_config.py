@@ -86,6 +86,8 @@ def test_cli_overrides_win_over_file(tmp_path):
     ("input = 3\n", "input"),
     ("[input.sub]\nx = 1\n", "sub"),
     ("[input\nrate = 1\n", "TOML"),
+    ("[publsh]\n", "unknown section [publsh]"),   # empty: a misspelt heading, its keys below it
+    ("[publsh]\nendpoint = \"tcp://*:5556\"\n", "unknown section [publsh]"),
     ("[input]\nrate = \n", "TOML"),
 ])
 def test_file_errors_name_field_and_path(tmp_path, text, field):
