@@ -107,6 +107,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 """The levels ``[service] log_level`` (and ``aerd relay --log-level``) accept."""
 
 _CHECKS: dict[str, tuple[Any, str]] = {
+    "input.source": (lambda v: v.strip() != "", "must be mic, - (stdin) or an audio file path"),
     "input.rate": (lambda v: 1000 <= v <= 384000, "must be 1000..384000"),
     "input.channels": (lambda v: 1 <= v <= 32, "must be 1..32"),
     "input.buffer_s": (lambda v: 0.5 <= v <= 600, "must be 0.5..600"),

@@ -101,6 +101,7 @@ def test_file_errors_name_field_and_path(tmp_path, text, field):
 @pytest.mark.parametrize("over, field", [
     ({"nosuch.x": 1}, "[nosuch]"),
     ({"input.nope": 1}, "nope"),
+    ({"input.source": ""}, "[input] source"),   # --input '' was "<cwd>: is a directory"
     ({"input": 1}, "[input]"),
     ({"input.rate": True}, "[input] rate"),
     ({"input.rate": "16000"}, "[input] rate"),
