@@ -151,6 +151,9 @@ def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
         raise ConfigError(
             f"CURVE key file {str(path)!r} holds no valid secret-key (use the .key_secret file)"
         )
+    if need_secret and Path(path).stat().st_mode & 0o077:
+        log.warning("CURVE secret key %s can be read by other users (mode %o): chmod 600 it",
+                    path, Path(path).stat().st_mode & 0o777)
     return public, secret
 
 

@@ -114,6 +114,17 @@ def test_keygen_modes_and_refuses_overwrite(tmp_path: Path) -> None:
         keygen(keys, "../evil")
 
 
+def test_a_secret_key_others_can_read_is_warned_about(tmp_path: Path, caplog) -> None:
+    _, secret = keygen(tmp_path / "k", "srv")
+    with zmq.Context() as ctx, ctx.socket(zmq.PUB) as sock, caplog.at_level(logging.WARNING):
+        apply_curve_server(ctx, sock, CurveServer(secret, None))
+        assert not [r for r in caplog.records if "secret key" in r.getMessage()]
+        secret.chmod(0o644)
+        apply_curve_server(ctx, sock, CurveServer(secret, None))   # still used, and said
+    [warn] = [r.getMessage() for r in caplog.records if "secret key" in r.getMessage()]
+    assert str(secret) in warn and "644" in warn and "chmod 600" in warn
+
+
 def test_bad_key_files_name_the_file(tmp_path: Path) -> None:
     public, secret = keygen(tmp_path / "k", "srv")
     garbage = tmp_path / "garbage.key_secret"
