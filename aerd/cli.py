@@ -22,10 +22,13 @@ from .errors import AerdError, AudioError, ConfigError  # noqa: E402
 
 log = logging.getLogger("aerd")
 
+def _log_level(level: str) -> int:
+    return getattr(logging, level.upper(), logging.INFO)
+
+
 def _setup_logging(level: str, stream: Any = None) -> None:
     """Log lines to stdout (journald) or, for commands whose stdout is data, ``stream``."""
-    logging.basicConfig(stream=stream or sys.stdout,
-                        level=getattr(logging, level.upper(), logging.INFO),
+    logging.basicConfig(stream=stream or sys.stdout, level=_log_level(level),
                         format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
@@ -110,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if new.publish != s.publish or new.input != s.input:
             log.warning("reload: [input] and [publish] changes need a restart; applied the rest")
         store = st
+        logging.getLogger().setLevel(_log_level(new.service.log_level))
         return pipeline
 
     def persist(p: Pipeline) -> None:

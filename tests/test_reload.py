@@ -200,3 +200,21 @@ def test_a_reload_frees_the_previous_model(tmp_path):
     assert "reloaded: model" in out, out[-1000:]   # the reload happened
     counts = [int(line.split()[1]) for line in err.splitlines() if line.startswith("MODELS ")]
     assert counts and counts[-1] == 1, counts
+
+
+def test_a_reload_applies_the_new_log_level(tmp_path, ctx):
+    """[service] log_level changed in the file: the reload applies it (it was kept silently
+    at the level of the start, so `log_level = "debug"` + reload showed nothing more)."""
+    daemon, sub, cfg = _start(tmp_path, ctx, '[service]\nlog_level = "info"\n[adapt]\nenabled = false\n', 2)
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        cfg.write_text('[service]\nlog_level = "error"\n[adapt]\nenabled = false\n')
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") == "reloaded")
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+    finally:
+        stop_process(daemon)
+        sub.close()
+    assert "audio flowing" in out, out[-1000:]          # info lines before the reload
+    assert "stopped after" not in out, out[-1000:]      # none after it
