@@ -97,3 +97,25 @@ def test_a_failed_write_keeps_the_old_state_and_leaves_no_temporary_file(tmp_pat
     assert all(str(store.path(model)) in w for w in warnings)
     assert [p.name for p in store.directory.iterdir()] == ["adapt-default.json"]
     assert store.path(model).read_bytes() == before
+
+
+def test_unchanged_statistics_are_not_written_again(tmp_path):
+    """The daemon saves every 5 minutes: a device that hears no speech for days (night, a lost
+    microphone) must not rewrite and sync the same file on its SD card each time, after a
+    restart neither; new statistics are written."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, 10)
+    store.save(model, adapter)
+    path = store.path(model)
+    first = path.stat().st_ino
+    store.save(model, adapter)
+    assert path.stat().st_ino == first, "the same statistics were written again"
+    restarted = AdaptStore(store.directory, AdaptSettings())
+    again = restarted.load(model)
+    restarted.save(model, again)
+    assert path.stat().st_ino == first, "a restart wrote the loaded statistics back"
+    _feed(again, 1, seed=1)
+    restarted.save(model, again)
+    assert path.stat().st_ino != first
+    assert AdaptStore(store.directory, AdaptSettings()).load(model).n == 11
