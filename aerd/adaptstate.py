@@ -34,10 +34,16 @@ def new_adapter(card: Any) -> Any:
 
 
 class AdaptStore:
+    LOUD_FAILURES = 3
+    """Failed saves in a row logged as warnings; later ones (every 5 minutes while the disk
+    stays full or read-only) are debug lines until a save works again."""
+
     def __init__(self, directory: Path, settings: AdaptSettings):
         self.directory = Path(directory)
         self.settings = settings
         self._on_disk: dict[Path, dict[str, Any]] = {}   # the state each file holds, as far as known
+        self._saved_once = False
+        self._failures = 0   # failed saves in a row
 
     def path(self, model: Model) -> Path:
         return self.directory / f"adapt-{model.card.name}.json"
@@ -82,9 +88,22 @@ class AdaptStore:
             tmp = None
             self._on_disk[p] = state
             _sync_dir(self.directory)
-            log.info("adaptation state saved to %s", p)
         except OSError as e:
-            log.warning("%s: cannot save adaptation state (%s)", p, e)
+            self._failures += 1
+            quiet = self._failures > self.LOUD_FAILURES
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "%s: cannot save adaptation state (%s)", p, e)
+            if self._failures == self.LOUD_FAILURES + 1:
+                log.warning("%s: saving keeps failing; retrying at every save, quietly (debug "
+                            "lines) until it works again", p)
+        else:
+            if self._failures:
+                log.info("adaptation state saved to %s again after %d failed attempts", p,
+                         self._failures)
+            else:   # the first save says where; the periodic ones after it are debug lines
+                log.log(logging.DEBUG if self._saved_once else logging.INFO,
+                        "adaptation state saved to %s", p)
+            self._saved_once, self._failures = True, 0
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)

@@ -119,3 +119,45 @@ def test_unchanged_statistics_are_not_written_again(tmp_path):
     restarted.save(model, again)
     assert path.stat().st_ino != first
     assert AdaptStore(store.directory, AdaptSettings()).load(model).n == 11
+
+
+QUIET_CHILD = textwrap.dedent("""
+    import logging, resource, signal, sys
+    import numpy as np
+    from pathlib import Path
+    from aerd.adaptstate import AdaptStore
+    from aerd.config import AdaptSettings
+    from aerd.model import load_model
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+    model = load_model("default", adapt=True)
+    store = AdaptStore(Path(sys.argv[1]), AdaptSettings())
+    adapter = store.load(model)
+    for _ in range(5):   # a healthy device: new statistics at every save
+        adapter.update(np.ones(adapter.dim))
+        store.save(model, adapter)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))   # the disk is full for a while
+    for _ in range(20):
+        adapter.update(np.ones(adapter.dim))
+        store.save(model, adapter)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    store.save(model, adapter)
+    print("alive")
+""")
+
+
+def test_periodic_saves_do_not_fill_the_log(tmp_path):
+    """Saves run every 5 minutes for months: a healthy one is an info line the first time
+    only; a disk that stays full gives a few warnings and one line saying it goes quiet, not a
+    warning every 5 minutes forever; the first save that works again says so."""
+    r = subprocess.run([sys.executable, "-c", QUIET_CHILD, str(tmp_path / "state")], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1] == "alive"
+    saved = [ln for ln in lines if "adaptation state saved" in ln]
+    assert len(saved) == 2 and "again after 20 failed attempts" in saved[1], lines
+    warnings = [ln for ln in lines if ln.startswith("WARNING")]
+    assert len(warnings) == AdaptStore.LOUD_FAILURES + 1, lines
+    assert "keeps failing" in warnings[-1]
