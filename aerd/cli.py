@@ -53,12 +53,12 @@ def state_dir(settings: config.Settings) -> Path:
     return Path.home() / ".local" / "state" / "aerd"
 
 
-def build_source(s: config.Settings, rate: int):
+def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False):
     src = s.input.source
     if src == "mic":
         from .mic import MicSource
 
-        return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s)
+        return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s, wait=wait_for_mic)
     from .sources import FileSource, StdinSource
 
     if src == "-":
@@ -81,8 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = load_model(s.model.path or None, adapt=s.adapt.enabled)
     store = AdaptStore(state_dir(s), s.adapt) if model.can_adapt else None
     publisher = Publisher(s.publish)
-    try:
-        source = build_source(s, model.card.features.sample_rate)
+    notifier = Notifier.from_env()
+    try:   # under systemd a missing microphone is waited for: exiting would only restart us
+        source = build_source(s, model.card.features.sample_rate, wait_for_mic=notifier.enabled)
     except AerdError:
         publisher.close()
         raise
@@ -121,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             store.save(p.model, p.adapter)
 
     daemon = Daemon(source, Pipeline(model, s.decision, store.load(model) if store else None),
-                    publisher, device_id, s.publish.status_interval, Notifier.from_env(),
+                    publisher, device_id, s.publish.status_interval, notifier,
                     reload=reload, persist=persist)
     del model   # the pipeline holds it; after a reload nothing does
     daemon.install_signal_handlers()

@@ -177,6 +177,9 @@ class Daemon:
             elif src.state == "lost":
                 # the loop is alive and the source retries the device itself: not a hang
                 self.gate.progress()
+                if not self._ready:   # up, and waiting for a microphone missing at start
+                    self._ready = True
+                    self.notifier.ready()
             if src.state != self._input_state:
                 if self._input_state:   # the microphone logs its own losses (rate-limited)
                     log.log(logging.INFO if src.ended else logging.DEBUG, "input %s: %s",

@@ -11,6 +11,10 @@ trouble too: the backoff is only reset after ``healthy_s`` (30 s) of audio. Each
 re-initialises PortAudio to find new devices, and PortAudio/ALSA leak about 12 KB per
 re-initialisation (measured), so the slow schedule keeps a long loss to about 17 MB a day.
 After the first few losses of a trouble spell, the open/lost lines go to the debug log.
+
+With ``wait``, a microphone that cannot be opened at start is a loss like any other (input
+``lost``, retried on the same schedule) instead of an AudioError: under a supervisor that
+restarts the daemon, exiting only starts it again and again every few seconds.
 """
 
 from __future__ import annotations
@@ -67,8 +71,9 @@ class MicSource:
 
     def __init__(self, device: str, rate: int, buffer_s: float = 10.0, block_s: float = 0.05,
                  stall_s: float = 1.0, max_backoff_s: float = 8.0, healthy_s: float = 30.0,
-                 long_trouble_s: float = 300.0, long_backoff_s: float = 60.0):
+                 long_trouble_s: float = 300.0, long_backoff_s: float = 60.0, wait: bool = False):
         self._sd = import_sounddevice()
+        self.wait = wait
         self.name = "mic"
         self.device_spec = device
         self.rate = rate
@@ -150,10 +155,16 @@ class MicSource:
         except (sd.PortAudioError, AudioError) as e:
             self._stream = None
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if first:
+            if first and not self.wait:
                 raise AudioError(f"no usable microphone ({msg}); choose one with --device "
                                  "(see `aerd devices`) or use --input FILE or --input -") from None
-            self.detail = f"reopen failed: {msg}"
+            if first:   # wait for it: a loss from the start
+                self._trouble_since, self._trouble_losses = time.monotonic(), 1
+                self.losses += 1
+                self.state = "lost"
+                log.warning("no usable microphone (%s); retrying until there is one", msg)
+                self._schedule_retry()
+            self.detail = f"{'open' if first else 'reopen'} failed: {msg}"
             return
         self._last_cb = self._opened_at = time.monotonic()
         self.state = "ok"

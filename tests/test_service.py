@@ -239,3 +239,39 @@ def test_stop_signal_while_waiting_for_a_subscriber(tmp_path, sig):
     finally:
         _stop(daemon)
     assert daemon.returncode == 0 and took < 2.0, took
+
+
+@needs_pulse
+def test_under_systemd_a_microphone_missing_at_start_is_waited_for(tmp_path, ctx):
+    """Under systemd (NOTIFY_SOCKET) a microphone missing at start (a Pi booted before its
+    USB microphone or sound server) is a lost input, retried, with READY=1 and the watchdog
+    fed, and one log line; it used to exit 2, which Restart=on-failure turned into a restart
+    every 5 s for as long as the microphone was missing (each a Python start and ~8 journal
+    lines). By hand (no NOTIFY_SOCKET) it still exits 2: test_bad_input.py."""
+    server = PulseServer(tmp_path / "pa")   # not started yet
+    ep = f"ipc://{tmp_path}/late.sock"
+    sub = Sub(ep, ctx)
+    notify, path = _notify_socket(tmp_path)
+    daemon = spawn("run", "--endpoint", ep, "--no-adapt", "--status-interval", "0.5",
+                   env={**server.client_env(env()), "NOTIFY_SOCKET": path,
+                        "WATCHDOG_USEC": "1000000"})
+    msgs: list[tuple[float, str]] = []
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "status" and e["input"] == "lost"), \
+            f"no lost input: exit {daemon.poll()}"
+        _drain(notify, 2.0, msgs)
+        texts = [m for _, m in msgs]
+        assert "READY=1" in texts and "WATCHDOG=1" in texts, texts
+        assert daemon.poll() is None
+        server.start()
+        assert sub.pump(20, lambda e: e["topic"] == "status" and e["input"] == "ok"), \
+            "the microphone was not opened once it appeared"
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+    finally:
+        _stop(daemon)
+        sub.close()
+        notify.close()
+        server.stop()
+    assert daemon.returncode == 0
+    assert len([ln for ln in out.splitlines() if "no usable microphone" in ln]) == 1, out[-1500:]
