@@ -54,12 +54,14 @@ class AdaptStore:
             return None
         adapter = new_adapter(model.card)
         p = self.path(model)
-        if self.settings.persist and p.exists():
-            try:
+        if self.settings.persist:
+            try:   # (no exists() first: it raises too, e.g. in a directory we may not search)
                 state = json.loads(p.read_text(encoding="utf-8"))
                 adapter.load_state_dict(state)
                 self._on_disk[p] = adapter.state_dict()
                 log.info("adaptation state loaded from %s", p)
+            except FileNotFoundError:
+                pass   # the first run
             except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
                 log.warning("%s: ignoring unreadable adaptation state (%s)", p, e)
                 adapter = new_adapter(model.card)

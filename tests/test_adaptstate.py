@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from aerd.adaptstate import AdaptStore
 from aerd.config import AdaptSettings
@@ -161,3 +164,42 @@ def test_periodic_saves_do_not_fill_the_log(tmp_path):
     warnings = [ln for ln in lines if ln.startswith("WARNING")]
     assert len(warnings) == AdaptStore.LOUD_FAILURES + 1, lines
     assert "keeps failing" in warnings[-1]
+
+
+LOCKED_CHILD = textwrap.dedent("""
+    import logging, sys
+    from pathlib import Path
+    from aerd.adaptstate import AdaptStore
+    from aerd.config import AdaptSettings
+    from aerd.model import load_model
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+    model = load_model("default", adapt=True)
+    store = AdaptStore(Path(sys.argv[1]), AdaptSettings())
+    adapter = store.load(model)
+    adapter.update(adapter.mean + 1)
+    store.save(model, adapter)
+    print("alive", adapter.n)
+""")
+
+
+def test_a_state_directory_that_may_not_be_searched_is_one_warning(tmp_path):
+    """`[service] state_dir` naming a directory this user may not enter (the service's
+    /var/lib/aerd, tried by hand): a warning naming the file and fresh statistics, not a
+    PermissionError traceback at start. As root, the child runs without the capabilities
+    that bypass file permissions."""
+    locked = tmp_path / "locked"
+    (locked / "state").mkdir(parents=True)
+    locked.chmod(0o000)
+    cmd = [sys.executable, "-c", LOCKED_CHILD, str(locked / "state")]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv: file permissions cannot be tested")
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    try:
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    finally:
+        locked.chmod(0o700)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "alive 1", r.stderr[-1500:]
+    warnings = [ln for ln in r.stdout.splitlines() if ln.startswith("WARNING")]
+    assert len(warnings) == 2, r.stdout   # cannot read it, cannot save it
+    assert all("adapt-default.json" in w and "ermission denied" in w for w in warnings)
