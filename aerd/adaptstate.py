@@ -57,13 +57,16 @@ class AdaptStore:
         if self.settings.persist:
             try:   # (no exists() first: it raises too, e.g. in a directory we may not search)
                 state = json.loads(p.read_text(encoding="utf-8"))
+                saved_for = state.get("features") if isinstance(state, dict) else None
+                if saved_for is not None and saved_for != _features(model):
+                    raise ValueError("saved for other features or windows: the model changed")
                 adapter.load_state_dict(state)
-                self._on_disk[p] = adapter.state_dict()
+                self._on_disk[p] = {**adapter.state_dict(), "features": _features(model)}
                 log.info("adaptation state loaded from %s", p)
             except FileNotFoundError:
                 pass   # the first run
             except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
-                log.warning("%s: ignoring unreadable adaptation state (%s)", p, e)
+                log.warning("%s: ignoring unusable adaptation state (%s)", p, e)
                 adapter = new_adapter(model.card)
         return adapter
 
@@ -75,7 +78,7 @@ class AdaptStore:
         if not self.settings.persist:
             return
         p = self.path(model)
-        state = adapter.state_dict()
+        state = {**adapter.state_dict(), "features": _features(model)}
         if self._on_disk.get(p) == state:
             return
         tmp = None
@@ -109,6 +112,14 @@ class AdaptStore:
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+
+
+def _features(model: Model) -> dict[str, Any]:
+    """What the saved statistics describe: the card's feature parameters and windows (a model
+    of the same name whose features changed, e.g. after an upgrade, must not inherit them)."""
+    card = model.card
+    spec = {**card.features.to_dict(), "window_s": card.window_s, "hop_s": card.hop_s}
+    return json.loads(json.dumps(spec))   # as read back from the file (tuples are lists)
 
 
 def _sync_dir(directory: Path) -> None:

@@ -203,3 +203,24 @@ def test_a_state_directory_that_may_not_be_searched_is_one_warning(tmp_path):
     warnings = [ln for ln in r.stdout.splitlines() if ln.startswith("WARNING")]
     assert len(warnings) == 2, r.stdout   # cannot read it, cannot save it
     assert all("adapt-default.json" in w and "ermission denied" in w for w in warnings)
+
+
+def test_statistics_saved_for_other_features_are_not_loaded(tmp_path, caplog):
+    """A model of the same name whose features changed (an upgrade shipping a retrained
+    `default` with another spectral floor; same feature count) must start afresh: the saved
+    statistics describe other feature values, and were applied to it for hours of speech."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, 50)
+    store.save(model, adapter)
+    assert store.load(model).n == 50
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    card["onnx"] = str(REPO / "models" / card["onnx"])
+    card["adaptation"]["onnx"] = str(REPO / "models" / card["adaptation"]["onnx"])
+    card["features"]["spectral_floor_db"] = -65.0
+    (tmp_path / "default.json").write_text(json.dumps(card))
+    upgraded = load_model(str(tmp_path / "default.json"), adapt=True)
+    assert upgraded.card.name == model.card.name
+    with caplog.at_level(logging.WARNING, logger="aerd.adaptstate"):
+        assert store.load(upgraded).n == 0
+    assert len(caplog.records) == 1 and "other features" in caplog.records[0].getMessage()
