@@ -176,10 +176,13 @@ class FileSource:
 
 
 class StdinSource:
-    """Raw signed 16-bit little-endian PCM, interleaved ``channels``, at ``in_rate``."""
+    """Raw signed 16-bit little-endian PCM, interleaved ``channels``, at ``in_rate``.
+
+    A producer that delivers nothing for ``stall_s`` seconds (stdin still open) puts the
+    source in state ``stalled`` until data comes again."""
 
     def __init__(self, stream: BinaryIO, in_rate: int, rate: int, channels: int = 1,
-                 block_s: float = 0.05):
+                 block_s: float = 0.05, stall_s: float = 5.0):
         self.name = "stdin"
         self._stream = stream
         self.channels = channels
@@ -195,6 +198,8 @@ class StdinSource:
         self.state, self.detail = "ok", "stdin"
         self.overflows = 0
         self.bad_frames = 0
+        self._stall_s = stall_s
+        self._last_data = time.monotonic()
 
     def read(self, timeout: float = 1.0) -> np.ndarray | None:
         if self.ended:
@@ -202,6 +207,7 @@ class StdinSource:
         if self._fd is not None:
             ready, _, _ = select.select([self._fd], [], [], timeout)
             if not ready:
+                self._check_stall()
                 return None
             data = os.read(self._fd, self._block_bytes)
         else:
@@ -213,11 +219,21 @@ class StdinSource:
                 self.bad_frames += 1
                 log.warning("stdin: %d trailing bytes are not a whole s16le frame; dropped", len(self._carry))
             return self._resample(np.zeros(0, np.float32), last=True)
+        if self.state == "stalled":
+            log.info("stdin: data again after %.1f s", time.monotonic() - self._last_data)
+            self.state, self.detail = "ok", "stdin"
+        self._last_data = time.monotonic()
         data = self._carry + data
         whole = len(data) - len(data) % self._frame_bytes
         self._carry = data[whole:]
         pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
         return self._resample(to_mono(pcm.reshape(-1, self.channels)))
+
+    def _check_stall(self) -> None:
+        if self.state == "ok" and time.monotonic() - self._last_data >= self._stall_s:
+            self.state, self.detail = "stalled", f"no data on stdin for {self._stall_s:g} s"
+            log.warning("stdin: %s (the producer is stuck or silent; stdin is still open)",
+                        self.detail)
 
     def close(self) -> None:
         pass

@@ -4,6 +4,7 @@ bytes, downmix, rate conversion, read timeouts, and arbitrary bytes (fuzzed)."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 import threading
@@ -99,6 +100,28 @@ def test_stdin_read_timeout_returns_none():
         assert time.monotonic() - t < 1.0
         os.close(w)
         assert len(src.read(timeout=1.0)) == 0 and src.ended
+
+
+def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(caplog):
+    caplog.set_level(logging.INFO, "aerd.sources")
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as rf:
+        src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=0.3)
+        assert src.read(timeout=0.1) is None and src.state == "ok"   # a short pause is fine
+        t = time.monotonic()
+        while src.state == "ok" and time.monotonic() - t < 5:
+            assert src.read(timeout=0.1) is None
+        assert src.state == "stalled" and "0.3 s" in src.detail and not src.ended
+        assert src.read(timeout=0.1) is None and src.state == "stalled"
+        os.write(w, s16(tone(RATE, 0.1)))
+        assert len(src.read(timeout=1.0)) and (src.state, src.detail) == ("ok", "stdin")
+        os.close(w)
+        while not src.ended:
+            src.read(timeout=1.0)
+        assert src.state == "ended"
+    said = [r.getMessage() for r in caplog.records if r.name == "aerd.sources"]
+    assert len([m for m in said if "no data on stdin" in m]) == 1, said   # once, not per read
+    assert any("data again" in m for m in said), said
 
 
 @settings(max_examples=80, deadline=None)
