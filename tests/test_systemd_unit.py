@@ -100,13 +100,17 @@ def runnable_exec_start() -> str:
     return f"ExecStart={cmd} run --config /etc/aerd/aerd.toml"
 
 
-def verify(unit_text: str, tmp_path: Path) -> list[str]:
-    """Run `systemd-analyze verify` on *unit_text*; return the problems found."""
+def verify(unit_text: str, tmp_path: Path, dropin: str | None = None) -> list[str]:
+    """Run `systemd-analyze verify` on *unit_text* (with *dropin* as its aerd.service.d/
+    drop-in); return the problems found."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
         pytest.skip("systemd-analyze is not installed")
     unit = tmp_path / "aerd.service"
     unit.write_text(unit_text)
+    if dropin is not None:
+        (tmp_path / "aerd.service.d").mkdir()
+        (tmp_path / "aerd.service.d" / "curve.conf").write_text(dropin)
     helptext = subprocess.run([tool, "verify", "--help"], capture_output=True, text=True).stdout
     cmd = [tool, "verify"] + (["--man=no"] if "--man" in helptext else []) + [str(unit)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -132,3 +136,27 @@ def test_systemd_analyze_verify(tmp_path):
 def test_verify_harness_catches_mistakes(tmp_path):
     broken = localized(UNIT.read_text()).replace("WatchdogSec=30", "WatchdogSecs=30")
     assert any("WatchdogSecs" in p for p in verify(broken, tmp_path))
+
+
+DROPIN = UNIT.parent / "curve.conf"
+
+
+def localized_dropin(text: str) -> str:
+    """The CURVE drop-in with its ExecStart's program made runnable here."""
+    prog = EXEC_START.removeprefix("ExecStart=").split(" run ")[0]
+    here = runnable_exec_start().removeprefix("ExecStart=").split(" run ")[0]
+    assert text.count(prog) == 1
+    return text.replace(prog, here)
+
+
+def test_curve_dropin_hands_the_secret_key_over_as_a_credential(tmp_path):
+    d = parse(DROPIN.read_text())
+    assert d[("Service", "LoadCredential")] == ["server.key_secret:/etc/aerd/keys/server.key_secret"]
+    reset, cmd = d[("Service", "ExecStart")]
+    assert reset == "" and "--curve-secret %d/server.key_secret" in cmd
+    assert "--curve-clients /etc/aerd/clients" in cmd and "--endpoint tcp://0.0.0.0:" in cmd
+    assert verify(localized(UNIT.read_text()), tmp_path, localized_dropin(DROPIN.read_text())) == []
+    broken = localized_dropin(DROPIN.read_text()).replace("LoadCredential=", "LoadCredentials=")
+    other = tmp_path / "broken"
+    other.mkdir()
+    assert any("LoadCredentials" in p for p in verify(localized(UNIT.read_text()), other, broken))
