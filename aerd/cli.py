@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except AerdError as e:
         print(f"aerd {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:   # `aerd listen | head`: the reader left; stop quietly

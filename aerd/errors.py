@@ -1,12 +1,27 @@
 """The one exception type that reaches the user as a single line."""
 
+import errno
+
 
 class AerdError(Exception):
     """A user-facing error: printed as one line naming the thing at fault; exit non-zero."""
 
+    exit_code = 2
+
 
 class ConfigError(AerdError):
     """A bad option or config field; the message names the field."""
+
+
+class BusyError(ConfigError):
+    """An endpoint another process holds, or an address or interface not there yet: it may
+    pass by itself, so exit 75 (EX_TEMPFAIL), which the systemd unit restarts; every other
+    error exits 2, which it does not (it would fail the same way every 5 s)."""
+
+    exit_code = 75
+
+    #: ZeroMQ bind errors (errno) that are BusyError rather than ConfigError
+    ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ENODEV})
 
 
 class ModelError(AerdError):

@@ -13,7 +13,7 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from .errors import BusyError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def check_ipc_path(endpoint: str, option: str) -> None:
             raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
                               "(binding would replace it)")
         if _in_use(path):
-            raise ConfigError(f"{option} {endpoint}: already in use by another process")
+            raise BusyError(f"{option} {endpoint}: already in use by another process")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Callable
 import zmq
 
 from .config import PublishSettings
-from .errors import ConfigError
+from .errors import BusyError, ConfigError
 from .events import Event
 from .ipcfiles import IpcFile, check_ipc_path
 from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
@@ -81,7 +81,8 @@ class Publisher:
         except zmq.ZMQError as e:
             self.close()
             verb = "connect to" if s.connect else "bind"
-            raise ConfigError(f"{option} {s.endpoint}: cannot {verb} it ({e.strerror})") from None
+            kind = BusyError if e.errno in BusyError.ERRNOS else ConfigError
+            raise kind(f"{option} {s.endpoint}: cannot {verb} it ({e.strerror})") from None
         except ConfigError:
             self.close()
             raise

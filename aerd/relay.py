@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from aerd.errors import ConfigError
+from aerd.errors import BusyError, ConfigError
 from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_path
 from aerd.security import CurveServer, apply_curve_server, check_endpoint, use_ipv6_if_needed
 
@@ -84,7 +84,8 @@ class Relay:
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            raise ConfigError(f"{option} {endpoint!r}: cannot bind: {exc.strerror}") from exc
+            kind = BusyError if exc.errno in BusyError.ERRNOS else ConfigError
+            raise kind(f"{option} {endpoint!r}: cannot bind: {exc.strerror}") from exc
         made = IpcFile.after_bind(endpoint)
         if made is not None:
             self._ipc_files.append(made)

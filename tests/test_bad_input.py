@@ -215,13 +215,13 @@ def test_busy_endpoint_is_refused(tmp_path):
     s.bind(f"tcp://127.0.0.1:{port}")
     try:
         r = run("run", "--input", str(CLIPS[0]), "--fast", "--endpoint", f"tcp://127.0.0.1:{port}")
-        assert r.returncode == 2 and f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
+        assert r.returncode == 75 and f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
         ipc = f"ipc://{tmp_path}/busy.sock"
         s2 = ctx.socket(zmq.PUB)
         s2.bind(ipc)
         r = run("run", "--input", str(CLIPS[0]), "--fast", "--endpoint", ipc)
         s2.close()
-        assert r.returncode == 2 and "already in use" in r.stderr
+        assert r.returncode == 75 and "already in use" in r.stderr
     finally:
         s.close()
         ctx.term()

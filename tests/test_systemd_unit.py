@@ -42,6 +42,7 @@ EXPECTED = {
     "WatchdogSec": "30",
     "Restart": "on-failure",
     "RestartSec": "5",
+    "RestartPreventExitStatus": "2",
     "TimeoutStopSec": "10",
     "DynamicUser": "yes",
     "SupplementaryGroups": "audio",
@@ -67,6 +68,15 @@ EXPECTED = {
     "ProtectClock": "yes",
     "ProtectHostname": "yes",
 }
+
+
+def test_restart_prevented_for_lasting_errors_only(directives):
+    """Errors that would come back at every start are not restarted; a busy endpoint is."""
+    from aerd.errors import AerdError, AudioError, BusyError, ConfigError, ModelError
+
+    prevented = {int(v) for v in directives[("Service", "RestartPreventExitStatus")][0].split()}
+    assert {e.exit_code for e in (AerdError, ConfigError, ModelError, AudioError)} <= prevented
+    assert BusyError.exit_code not in prevented and issubclass(BusyError, ConfigError)
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
