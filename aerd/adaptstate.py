@@ -114,6 +114,11 @@ class AdaptStore:
                 Path(tmp).unlink(missing_ok=True)
 
 
+def same_features(a: Model, b: Model) -> bool:
+    """Whether statistics learned on ``a``'s features and windows describe ``b``'s too."""
+    return _features(a) == _features(b)
+
+
 def _features(model: Model) -> dict[str, Any]:
     """What the saved statistics describe: the card's feature parameters and windows (a model
     of the same name whose features changed, e.g. after an upgrade, must not inherit them)."""

@@ -69,7 +69,7 @@ def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .adaptstate import AdaptStore
+    from .adaptstate import AdaptStore, same_features
     from .daemon import Daemon
     from .model import load_model
     from .notify import Notifier
@@ -105,9 +105,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             if (old.adapter is not None and pipeline.adapter is not None
                     and old.model.card.name == m.card.name
                     and old.adapter.dim == pipeline.adapter.dim):
-                # the same model's device statistics carry over in memory (also when they
-                # are not persisted, or the save before the reload failed)
-                pipeline.adapter.load_state_dict(old.adapter.state_dict())
+                if same_features(old.model, m):
+                    # the same model's device statistics carry over in memory (also when
+                    # they are not persisted, or the save before the reload failed)
+                    pipeline.adapter.load_state_dict(old.adapter.state_dict())
+                else:   # statistics of other feature values: as for a file saved for them
+                    log.warning("reload: model %s has other features or windows; its "
+                                "adaptation starts afresh", m.card.name)
         except Exception as e:   # noqa: BLE001 -- whatever is wrong, the daemon keeps running
             log.error("reload failed, keeping the running pipeline: %s", e)
             return None

@@ -155,6 +155,29 @@ def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
         assert needle in line, line
 
 
+def test_a_reload_onto_changed_features_does_not_carry_the_statistics_over(tmp_path, ctx):
+    """A model of the same name whose features changed (an upgrade's retrained `default`
+    with another spectral floor, then `systemctl reload`): the statistics learned on the old
+    features must not carry over in memory (and be saved as the new model's) any more than
+    a file saved for other features is loaded; the adaptation warms up afresh."""
+    state = tmp_path / "state"
+    daemon, sub, cfg = _start(tmp_path, ctx, f'[service]\nstate_dir = "{state}"\n', repeat=4)
+    upgraded = _card(tmp_path, "upgraded", **{
+        "features.spectral_floor_db": -65.0,
+        "adaptation.onnx": str(REPO / "models" / "default.adapt.onnx")})
+    try:
+        assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
+        cfg.write_text(f'[service]\nstate_dir = "{state}"\n[model]\npath = "{upgraded}"\n')
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
+        assert sub.events[-1][1]["state"] == "reloaded"
+        assert sub.pump(15, lambda e: e["topic"] == "emotion"), "no events after the reload"
+        assert not sub.events[-1][1]["adapted"], "the old features' statistics carried over"
+    finally:
+        stop_process(daemon)
+        sub.close()
+
+
 COUNT_MODELS = """
 import gc, sys, threading, time, weakref
 import aerd.model as am
