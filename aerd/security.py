@@ -151,10 +151,18 @@ def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
         raise ConfigError(
             f"CURVE key file {str(path)!r} holds no valid secret-key (use the .key_secret file)"
         )
-    if need_secret and Path(path).stat().st_mode & 0o077:
+    mode = Path(path).stat().st_mode & 0o777
+    if need_secret and mode & 0o077 and not _systemd_credential(path):
         log.warning("CURVE secret key %s can be read by other users (mode %o): chmod 600 it",
-                    path, Path(path).stat().st_mode & 0o777)
+                    path, mode)
     return public, secret
+
+
+def _systemd_credential(path: Path) -> bool:
+    """A file systemd handed over (LoadCredential=): it is 0400 with an ACL entry for the
+    service's user, whose mask stat shows as group bits (mode 440), and read-only."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    return bool(creds) and Path(path).resolve().parent == Path(creds).resolve()
 
 
 def _authenticator_class() -> type:
