@@ -35,6 +35,11 @@ class RelayConfig:
     hwm: int = 10000
 
 
+def _tcp_port(endpoint: str) -> str | None:
+    scheme, _, rest = endpoint.partition("://")
+    return rest.rpartition(":")[2] if scheme.lower() == "tcp" else None
+
+
 class Relay:
     """XSUB (frontend) -> XPUB (backend) proxy, stoppable from another thread.
 
@@ -110,7 +115,13 @@ class Relay:
                                                and front_file == ipc_path(cfg.backend)):
                 raise ConfigError(f"--backend {cfg.backend!r}: the same endpoint as --frontend")
             self._front = self._bind(zmq.XSUB, cfg.frontend, cfg.frontend_curve, "--frontend")
-            self._back = self._bind(zmq.XPUB, cfg.backend, cfg.backend_curve, "--backend")
+            try:
+                self._back = self._bind(zmq.XPUB, cfg.backend, cfg.backend_curve, "--backend")
+            except BusyError as e:   # held by our own frontend: no exit 75, it never passes
+                front = self._front.last_endpoint.decode()
+                if _tcp_port(cfg.backend) is None or _tcp_port(cfg.backend) != _tcp_port(front):
+                    raise
+                raise ConfigError(f"{e}: the port of --frontend ({front})") from None
             addr = f"inproc://aerd-relay-control-{id(self)}"
             self._control = self._ctx.socket(zmq.PAIR)
             self._control.linger = 0

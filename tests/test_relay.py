@@ -222,3 +222,40 @@ def test_relay_refuses_the_same_endpoint_on_both_sides(tmp_path: Path) -> None:
         finally:
             relay.close()
     assert not (tmp_path / "x").exists()
+
+
+def test_relay_sides_on_one_port_are_a_config_error_not_busy(tmp_path: Path) -> None:
+    """Both sides on one TCP port, written differently (the same-endpoint check compares the
+    text): the backend's bind fails on the relay's own frontend. That is no endpoint "another
+    process holds" that may pass (exit 75, restarted), but a config that fails every time."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for front, back in ((f"tcp://127.0.0.1:{port}", f"tcp://localhost:{port}"),
+                        (f"tcp://*:{port}", f"tcp://127.0.0.1:{port}")):
+        relay = Relay(RelayConfig(front, back, None, None, insecure=True))
+        try:
+            with pytest.raises(ConfigError, match="--backend .*the port of --frontend") as e:
+                relay.start()
+            assert e.value.exit_code == 2, (front, back)
+        finally:
+            relay.close()
+    ctx = zmq.Context()   # a backend another process holds stays exit 75, tcp or ipc
+    try:
+        holder = _socket(ctx, zmq.PUB)
+        holder.bind(f"tcp://127.0.0.1:{port}")
+        held_ipc = f"ipc://{tmp_path}/held.sock"
+        ipc_holder = _socket(ctx, zmq.PUB)
+        ipc_holder.bind(held_ipc)
+        for back in (f"tcp://127.0.0.1:{port}", held_ipc):
+            relay = Relay(RelayConfig(f"ipc://{tmp_path}/f", back, None, None, insecure=True))
+            try:
+                with pytest.raises(ConfigError, match="in use") as e:
+                    relay.start()
+                assert e.value.exit_code == 75, back
+            finally:
+                relay.close()
+    finally:
+        ctx.destroy(linger=0)
