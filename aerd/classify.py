@@ -46,23 +46,39 @@ def classify_file(path: str, model: Model, min_speech: float, adapter=None) -> F
         if src.duration < card.min_audio_s:
             raise AudioError(f"{path}: too short ({src.duration:.2f} s; need at least "
                              f"{card.min_audio_s:.2f} s)")
-        results = []
+        tally = _Tally(len(card.labels), min_speech)
         while not src.ended:
             block = src.read()
             if block is not None:
-                results += pipe.push(block)
+                tally.add(pipe.push(block))
         if src.error:   # a damaged file: no result from part of it
             raise AudioError(f"{path}: {src.error}")
-        results += pipe.flush()
+        tally.add(pipe.flush())
     finally:
         src.close()
-    if not results:
+    if not tally.windows:
         raise AudioError(f"{path}: too short after decoding")
-    speech = [r for r in results if r.window.speech >= min_speech]
-    if not speech:
-        return FileResult(path, None, None, None, len(results), 0)
-    probs = np.mean([r.probs for r in speech], axis=0)
+    if not tally.speech:
+        return FileResult(path, None, None, None, tally.windows, 0)
+    probs = tally.total / tally.speech
     best = int(np.argmax(probs))
     return FileResult(path, card.labels[best], round(float(probs[best]), 4),
                       {lab: round(float(p), 4) for lab, p in zip(card.labels, probs)},
-                      len(results), len(speech))
+                      tally.windows, tally.speech)
+
+
+class _Tally:
+    """A file's window counts and the sum of its speech windows' probabilities, kept as the
+    windows come: the windows themselves are not kept (an hour of audio is 7200 of them)."""
+
+    def __init__(self, n_labels: int, min_speech: float):
+        self.min_speech = min_speech
+        self.windows = self.speech = 0
+        self.total = np.zeros(n_labels)
+
+    def add(self, results: list) -> None:
+        for r in results:
+            self.windows += 1
+            if r.window.speech >= self.min_speech:
+                self.speech += 1
+                self.total += r.probs

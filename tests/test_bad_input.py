@@ -234,3 +234,36 @@ def test_no_microphone_is_one_clear_line(tmp_path):
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert "microphone" in last and "--input" in last
+
+
+def test_classify_keeps_no_window_of_a_long_file(tmp_path, monkeypatch):
+    """classify keeps running totals, not the windows: an hour of audio is 7200 windows of
+    features (memory grew by about 17 MB an hour before, without bound)."""
+    import gc
+    import weakref
+
+    from aerd.classify import classify_file
+    from aerd.model import load_model
+    from aerd.pipeline import Pipeline
+
+    y, sr = sf.read(CLIPS[0], dtype="float32")
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(y, 6), sr)
+    seen, alive_at_end = [], []
+    push, flush = Pipeline.push, Pipeline.flush
+
+    def spy_push(self, samples):
+        out = push(self, samples)
+        seen.extend(weakref.ref(r.window) for r in out)
+        return out
+
+    def spy_flush(self):
+        gc.collect()
+        alive_at_end.append(sum(ref() is not None for ref in seen))
+        return flush(self)
+
+    monkeypatch.setattr(Pipeline, "push", spy_push)
+    monkeypatch.setattr(Pipeline, "flush", spy_flush)
+    res = classify_file(str(long), load_model(None), 0.2)
+    assert res.windows > 30 and len(seen) > 30 and res.label is not None
+    assert alive_at_end == [0]
