@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import AudioError
 from .ringbuffer import RingBuffer
-from .sources import Resampler
+from .sources import Resampler, warn_narrowband
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class MicSource:
             self._raw = RingBuffer(int(self.buffer_s * dev_rate))
             self._mono = np.zeros(2 * int(dev_rate * self.block_s), np.float32)
             self._resample = Resampler(dev_rate, self.rate)
+            warn_narrowband(f"microphone {info['name']}", dev_rate, self.rate)
             self._stream = sd.InputStream(device=index, channels=channels, samplerate=dev_rate,
                                           dtype="float32", blocksize=int(dev_rate * self.block_s),
                                           callback=self._callback)

@@ -150,3 +150,11 @@ def test_resampled_output_stays_in_range():
     d = np.tile(np.array([32767, 32767, -32768, -32768], "<i2"), 500).tobytes()
     y = read_all(StdinSource(io.BytesIO(d), in_rate=8000, rate=RATE), timeout=0)
     assert np.abs(y).max() <= 1.0
+
+
+def test_stdin_below_the_model_rate_is_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="aerd.sources"):
+        StdinSource(io.BytesIO(b""), 16000, 16000)
+        assert not caplog.records
+        StdinSource(io.BytesIO(b""), 8000, 16000)
+    assert len(caplog.records) == 1 and "stdin: 8000 Hz" in caplog.records[0].getMessage()
