@@ -67,6 +67,8 @@ FAST_BLOCK_S = 8.0
 """Block a file is read in with ``fast`` (seconds of audio), up to FAST_BLOCK_SAMPLES."""
 FAST_BLOCK_SAMPLES = 131072
 """Most interleaved samples in one ``fast`` block (8.2 s of 16 kHz mono)."""
+MPEG_FRAME = 1152
+"""Samples per MPEG-1 Layer III frame (two MPEG-2 frames): MP3 files are read in whole ones."""
 
 
 class FileSource:
@@ -103,7 +105,7 @@ class FileSource:
         frames = block_s * self.file_rate
         if fast:
             frames = max(frames, min(FAST_BLOCK_S * self.file_rate, FAST_BLOCK_SAMPLES / self.channels))
-        self._block = max(1, int(round(frames)))
+        self._block = self._whole(int(round(frames)))
         # 16-bit PCM (most recordings): read the integers and scale them here, which is half
         # the cost of libsndfile's float conversion and gives the same values (x / 32768)
         self._raw = (np.zeros(self._block * self.channels, np.int16)
@@ -116,6 +118,15 @@ class FileSource:
         self.error: str | None = None   # why the file ended early (a read error), if it did
         self._t0: float | None = None
         self._pos = 0
+
+    def _whole(self, frames: int) -> int:
+        """``frames`` as a read size for this file. libsndfile (1.2.2) decodes MP3 differently
+        when a read ends inside an MPEG frame (glitches of up to 0.66 of full scale with 0.05 s
+        reads of 44.1 kHz speech; reads of whole frames agree to within 0.005), so MP3 is read
+        in whole frames."""
+        if self._f.format == "MP3":
+            return MPEG_FRAME * max(1, frames // MPEG_FRAME)
+        return max(1, frames)
 
     @property
     def duration(self) -> float:
@@ -169,7 +180,7 @@ class FileSource:
         file cannot be reopened there): the file ends at the error."""
         import soundfile as sf
 
-        small = max(1, int(round(SALVAGE_S * self.file_rate)))
+        small = self._whole(int(round(SALVAGE_S * self.file_rate)))
         if self._block <= small:
             return False
         try:   # a fresh handle: after some errors (a failed internal seek) the old one is stuck
