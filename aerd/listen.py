@@ -59,7 +59,8 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
            out: TextIO = sys.stdout, pretty: bool = False, curve: CurveClient | None = None,
            ctx: zmq.Context | None = None) -> int:
     """Print events until ``count`` emotion events arrived (exit 0) or ``timeout`` passed (exit 1).
-    Without ``count``, ``timeout`` is how long to listen: exit 0 if any emotion event came."""
+    Without ``count``, ``timeout`` is how long to listen: exit 0 if any emotion event came
+    (any status event, when ``topics`` leave the emotion events out)."""
     own = ctx is None
     ctx = ctx or zmq.Context()
     sock = ctx.socket(zmq.SUB)
@@ -76,12 +77,13 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
         except zmq.ZMQError as e:
             raise ConfigError(f"--endpoint {endpoint}: cannot connect ({e.strerror})") from None
         deadline = None if timeout is None else time.monotonic() + timeout
-        seen = 0
+        seen = got = 0
+        emotions = "emotion" in topics
         gaps = SeqGaps() if {"emotion", "status"} <= set(topics) else None
         while count is None or seen < count:
             wait = 1000 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
             if deadline is not None and wait <= 0:
-                if count is None and seen:
+                if count is None and (seen if emotions else got):
                     return 0
                 print(f"aerd listen: timeout: {seen} of {count or 'any'} emotion events "
                       f"within {timeout:g} s", file=sys.stderr)
@@ -98,6 +100,7 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             if missed:
                 print(f"aerd listen: {_shown(ev.device_id)}: {missed} message(s) missed before seq "
                       f"{ev.seq} (this subscriber fell behind, or reconnected)", file=sys.stderr)
+            got += 1
             if isinstance(ev, EmotionEvent):
                 seen += 1
             if pretty and isinstance(ev, EmotionEvent):

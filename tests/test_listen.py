@@ -65,7 +65,10 @@ def test_listen_counts_emotions_ignores_bad_messages_and_times_out(tmp_path):
         assert listen(ep, count=None, timeout=0.5, topics=["emotion", "status"], out=out3,
                       ctx=ctx) == 0
         assert '"topic": "emotion"' in out3.getvalue()
+        # status alone: exit 0 if any status came (it was 1 always: no emotion event can come)
         assert listen(ep, count=None, timeout=0.5, topics=["status"], out=io.StringIO(),
+                      ctx=ctx) == 0
+        assert listen(ep, count=None, timeout=0.5, topics=["nothing"], out=io.StringIO(),
                       ctx=ctx) == 1
     finally:
         stop.set()
