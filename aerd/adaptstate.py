@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import AdaptSettings
 from .errors import ModelError
+from .featurespec import FeatureSpec
 from .model import Model
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class AdaptStore:
             try:   # (no exists() first: it raises too, e.g. in a directory we may not search)
                 state = json.loads(p.read_text(encoding="utf-8"))
                 saved_for = state.get("features") if isinstance(state, dict) else None
-                if saved_for is not None and saved_for != _features(model):
+                if saved_for is not None and not _describes(saved_for, model):
                     raise ValueError("saved for other features or windows: the model changed")
                 adapter.load_state_dict(state)
                 self._on_disk[p] = {**adapter.state_dict(), "features": _features(model)}
@@ -125,6 +126,21 @@ def _features(model: Model) -> dict[str, Any]:
     card = model.card
     spec = {**card.features.to_dict(), "window_s": card.window_s, "hop_s": card.hop_s}
     return json.loads(json.dumps(spec))   # as read back from the file (tuples are lists)
+
+
+def _describes(saved_for: Any, model: Model) -> bool:
+    """Whether the features a state file was saved for are ``model``'s, read as a card is
+    read: a feature parameter added later with its old behaviour as the default for cards
+    without it does not make an older file look foreign."""
+    if not isinstance(saved_for, dict):
+        return False
+    rest = dict(saved_for)
+    windows = (rest.pop("window_s", None), rest.pop("hop_s", None))
+    try:
+        spec = FeatureSpec.from_dict(rest)
+    except (ModelError, TypeError):
+        return False
+    return spec == model.card.features and windows == (model.card.window_s, model.card.hop_s)
 
 
 def _sync_dir(directory: Path) -> None:

@@ -224,3 +224,31 @@ def test_statistics_saved_for_other_features_are_not_loaded(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="aerd.adaptstate"):
         assert store.load(upgraded).n == 0
     assert len(caplog.records) == 1 and "other features" in caplog.records[0].getMessage()
+
+
+
+def test_a_file_from_before_a_new_feature_parameter_still_loads(tmp_path):
+    """A state file written before a feature parameter existed (its key absent) describes
+    the features that parameter's card default gives: it loads when the model has that
+    default, and is refused when the model uses the new behaviour."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, 50)
+    store.save(model, adapter)
+    path = store.path(model)
+    state = json.loads(path.read_text())
+    spec = state["features"]
+    spec.pop("remove_dc"), spec["vad"].pop("min_rise_db")   # as written before they existed
+    path.write_text(json.dumps(state))
+    old_default = {"remove_dc": False, "min_rise_db": 0.0}
+    now = {"remove_dc": model.card.features.remove_dc,
+           "min_rise_db": model.card.features.vad.min_rise_db}
+    assert store.load(model).n == (50 if now == old_default else 0)
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    card["onnx"] = str(REPO / "models" / card["onnx"])
+    card["adaptation"]["onnx"] = str(REPO / "models" / card["adaptation"]["onnx"])
+    card["features"]["remove_dc"] = False
+    card["features"]["vad"]["min_rise_db"] = 0.0
+    (tmp_path / "default.json").write_text(json.dumps(card))
+    before = load_model(str(tmp_path / "default.json"), adapt=True)
+    assert store.load(before).n == 50
