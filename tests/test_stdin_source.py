@@ -106,12 +106,12 @@ def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(c
     caplog.set_level(logging.INFO, "aerd.sources")
     r, w = os.pipe()
     with os.fdopen(r, "rb", buffering=0) as rf:
-        src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=0.3)
+        src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=1.0)
         assert src.read(timeout=0.1) is None and src.state == "ok"   # a short pause is fine
         t = time.monotonic()
         while src.state == "ok" and time.monotonic() - t < 5:
             assert src.read(timeout=0.1) is None
-        assert src.state == "stalled" and "0.3 s" in src.detail and not src.ended
+        assert src.state == "stalled" and "1 s" in src.detail and not src.ended
         assert src.read(timeout=0.1) is None and src.state == "stalled"
         os.write(w, s16(tone(RATE, 0.1)))
         assert len(src.read(timeout=1.0)) and (src.state, src.detail) == ("ok", "stdin")
