@@ -17,7 +17,7 @@ from .errors import ConfigError
 @dataclass(frozen=True)
 class InputSettings:
     source: str = "mic"
-    """``mic``, a path to an audio file (wav/flac/ogg), or ``-`` for raw s16le PCM on stdin."""
+    """``mic``, a path to an audio file (wav/flac/ogg/mp3: anything libsndfile reads), or ``-`` for raw s16le PCM on stdin."""
     device: str = ""
     """Microphone: an index or a name substring; empty = the system default input."""
     rate: int = 16000
