@@ -197,6 +197,9 @@ class FrameAnalyzer:
         windowed = self._scratch("w", (n, spec.n_fft), np.float64)
         # float32 samples x float32 window, widened to float64 for the FFT in the same pass
         np.multiply(frames[:, lo:hi], self.window[lo:hi], out=windowed[:, lo:hi])
+        if spec.remove_dc:   # (x - mean x) * w, the mean over the window's span
+            mean = np.add.reduce(frames[:, lo:hi], axis=1, dtype=np.float64) / (hi - lo)
+            windowed[:, lo:hi] -= mean[:, None] * self.window[lo:hi]
         spectrum = np.fft.rfft(windowed, axis=1, out=self._scratch("X", (n, nb), np.complex128))
         pairs = spectrum.view(np.float64)
         np.square(pairs, out=pairs)

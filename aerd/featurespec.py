@@ -30,6 +30,11 @@ class VadParams:
     """Frames more than this below the loudest frame of the window are not speech."""
     max_flatness: float = 0.45
     """Frames whose mel-band spectral flatness is above this (noise-like) are not speech."""
+    min_rise_db: float = 10.0
+    """Frames must be this much louder than the window's background, its 10th-percentile
+    frame energy: a steady sound (mains hum, a whine, a microphone's offset) is never speech
+    however loud, while speech rises and falls with its syllables. 0: off (cards written
+    before it)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,11 @@ class FeatureSpec:
     frame's voicing clarity: the peak of its normalised autocorrelation over the pitch lags
     (the pitch detector's voicing strength; 1 = perfectly periodic, breathy or tense voices
     lower). False: not computed (cards written before it)."""
+    remove_dc: bool = True
+    """Rich set: each frame's mean (over the window's span) is subtracted before the window
+    and the FFT, as Kaldi does by default, so a microphone's DC offset changes no feature
+    and is not loudness to the VAD. False: not removed (seed180, like librosa; cards
+    written before it)."""
     vad: VadParams = field(default_factory=VadParams)
 
     @classmethod
@@ -69,7 +79,7 @@ class FeatureSpec:
         """The seed prototype's set with a streaming-friendly grid (hop divides 0.5 s)."""
         base = dict(set="seed180", n_fft=2048, win_length=2048, hop_length=500, center=False,
                     n_mels=128, fmin=0.0, fmax=None, n_mfcc=40, spectral_floor_db=None,
-                    voicing_clarity=False)
+                    voicing_clarity=False, remove_dc=False)
         base.update(over)
         return cls(**base)
 
@@ -100,6 +110,7 @@ class FeatureSpec:
         kw = dict(data)
         kw.setdefault("spectral_floor_db", None)   # cards from before the floor: none
         kw.setdefault("voicing_clarity", False)    # cards from before the clarity: none
+        kw.setdefault("remove_dc", False)          # cards from before it: not removed
         for name in _NUMBERS:
             if name in kw and not is_number(kw[name]) and not (kw[name] is None
                                                                  and name in _OPTIONAL):
@@ -112,7 +123,8 @@ class FeatureSpec:
             for k, v in vad.items():
                 if not is_number(v):
                     raise ModelError(f"{where}.vad.{k}: must be a number, got {v!r}")
-            kw["vad"] = VadParams(**{k: float(v) for k, v in vad.items()})
+            kw["vad"] = VadParams(**{"min_rise_db": 0.0,   # cards from before it: off
+                                     **{k: float(v) for k, v in vad.items()}})
         spec = cls(**kw)
         spec.validate(where)
         return spec
@@ -141,11 +153,14 @@ class FeatureSpec:
                              f"[-200, 0] or absent, got {floor!r}")
         if floor is not None and self.set != "rich":
             raise ModelError(f"{where}.spectral_floor_db: only the rich set has a noise floor")
-        if not isinstance(self.voicing_clarity, bool):
-            raise ModelError(f"{where}.voicing_clarity: must be true or false, "
-                             f"got {self.voicing_clarity!r}")
-        if self.voicing_clarity and self.set != "rich":
-            raise ModelError(f"{where}.voicing_clarity: only the rich set has it")
+        for name in ("voicing_clarity", "remove_dc"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise ModelError(f"{where}.{name}: must be true or false, got {v!r}")
+            if v and self.set != "rich":
+                raise ModelError(f"{where}.{name}: only the rich set has it")
+        if not 0.0 <= self.vad.min_rise_db <= 100.0:
+            raise ModelError(f"{where}.vad.min_rise_db: must be 0..100 dB, got {self.vad.min_rise_db!r}")
         if self.set == "rich" and not (self.sample_rate / self.f0_max >= 2
                                        and self.sample_rate / self.f0_min < self.n_fft // 2):
             raise ModelError(f"{where}.f0_min: pitch lags must fit in half of n_fft")

@@ -1,9 +1,10 @@
 """Window statistics: the rows of the frames inside one analysis window -> feature vector.
 
 Frames count as speech when their energy is within ``vad.range_db`` of the loudest frame
-of the window, above ``vad.floor_db`` dBFS and their mel-band flatness is below
-``vad.max_flatness`` (noise is flat, voiced speech is not). The feature sets are described
-in :mod:`aerd.features`.
+of the window, above ``vad.floor_db`` dBFS, at least ``vad.min_rise_db`` above the window's
+background (its 10th-percentile frame energy: a steady hum or offset is not speech, however
+loud) and their mel-band flatness is below ``vad.max_flatness`` (noise is flat, voiced
+speech is not). The feature sets are described in :mod:`aerd.features`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
     else:   # the rich rows hold log10(flatness)
         noisy = rows[:, analyzer.energy_col + 2] >= np.log10(vad.max_flatness)
     thresh = max(vad.floor_db, float(max_reduce(energy)) - vad.range_db)
+    if vad.min_rise_db > 0:
+        k = (len(energy) - 1) // 10
+        thresh = max(thresh, float(np.partition(energy, k)[k]) + vad.min_rise_db)
     speech = energy > thresh
     speech &= ~noisy
     return speech

@@ -158,3 +158,30 @@ def _run_with_listener_adapt(tmp_path, wav, state):
     listener.send_signal(signal.SIGTERM)
     out, _ = listener.communicate(timeout=10)
     return 0, json_lines(out), daemon.returncode, d_out + d_err
+
+
+def test_an_empty_room_with_hum_and_an_offset_publishes_no_emotion(tmp_path):
+    """10 s of a poor microphone in an empty room (a DC offset, 50 Hz hum with harmonics, a
+    low noise floor), then a clip over the same hum and offset: the daemon publishes emotion
+    events for the speech only (before the VAD's steady-sound rule it labelled the room
+    "sad" every half second)."""
+    rate = 16000
+    y, _ = sf.read(CLIPS[0], dtype="float32")
+    n_room = 10 * rate
+    t = np.arange(n_room + len(y)) / rate
+    # the hum about 12 dB under the clip's speech (the clip is quiet: -39 dBFS); speech must
+    # rise 10 dB over a steady background to count
+    room = 0.03 + sum(0.004 / k * np.sin(2 * np.pi * 50 * k * t + k) for k in range(1, 6))
+    room += np.random.default_rng(0).standard_normal(len(t)) * 10 ** (-70 / 20)
+    audio = room.astype(np.float32)
+    audio[n_room:] += y
+    wav = tmp_path / "room.wav"
+    sf.write(wav, audio, rate, subtype="FLOAT")
+    rc, events, drc, dlog = _run_with_listener(tmp_path, ["--input", str(wav), "--fast"],
+                                               count=1, listen_timeout=30)
+    assert drc == 0, dlog
+    emotions = [e for e in events if e["topic"] == "emotion"]
+    assert rc == 0 and emotions, dlog
+    # events come in stream order: the first one's window already holds the clip (which
+    # starts at 10 s), so none came from the room alone
+    assert emotions[0]["end"] > 10.0 + 1.0, emotions[0]

@@ -10,7 +10,7 @@ import pytest
 
 from aerd.features import FrameAnalyzer
 from aerd.windowstats import extract_window, speech_mask
-from aerd.featurespec import FeatureSpec
+from aerd.featurespec import FeatureSpec, VadParams
 
 SR = 16000
 TOL = 1e-3
@@ -49,7 +49,7 @@ def test_seed180_matches_librosa(win3, kw):
 
 @pytest.fixture(scope="module")
 def rich_rows(win3):
-    spec = FeatureSpec()
+    spec = FeatureSpec(remove_dc=False)   # librosa has no DC removal: tested on its own below
     an = FrameAnalyzer(spec)
     frames = an.frames(win3)
     S = np.abs(librosa.stft(win3, n_fft=1024, win_length=512, hop_length=160, center=False))
@@ -86,6 +86,21 @@ def test_rich_centroid_matches_librosa(rich_rows):
     close(rows[:, spec.n_mels + spec.n_mfcc + 1], ref, "centroid")
 
 
+def test_remove_dc_is_each_frames_mean_taken_out_before_the_window(win3):
+    """The rows with remove_dc are the rows without it, of frames whose mean over the
+    window's span was subtracted by hand (the parity tests above cover the rest)."""
+    on = FrameAnalyzer(FeatureSpec())
+    off = FrameAnalyzer(FeatureSpec(remove_dc=False))
+    x = win3 + np.float32(0.01)
+    frames = on.frames(x)
+    lo, hi = on._span
+    by_hand = np.array(frames, dtype=np.float64)
+    by_hand[:, lo:hi] -= by_hand[:, lo:hi].mean(axis=1, keepdims=True)
+    a, b = on.analyze(frames), off.analyze(by_hand.astype(np.float32))
+    scale = np.abs(b).max(axis=0)
+    assert (np.abs(a - b) <= 1e-3 * scale + 1e-4).all()
+
+
 def harmonic_tone(f0, seconds=0.5, n_harm=6, seed=0):
     t = np.arange(int(seconds * SR)) / SR
     rng = np.random.default_rng(seed)
@@ -116,7 +131,8 @@ def test_voicing_clarity_falls_as_breath_noise_rises():
     tone = harmonic_tone(150.0, seconds=1.0)
     noise = np.random.default_rng(5).standard_normal(len(tone)).astype(np.float32)
     rms = np.sqrt(np.mean(tone.astype(np.float64) ** 2))
-    an = FrameAnalyzer(FeatureSpec())
+    # a steady tone is no speech to the VAD (min_rise_db); here it stands in for a vowel
+    an = FrameAnalyzer(FeatureSpec(vad=VadParams(min_rise_db=0.0)))
     medians, means = [], []
     for snr_db in (None, 20.0, 6.0):
         x = tone if snr_db is None else tone + noise * np.float32(rms * 10 ** (-snr_db / 20))
@@ -147,6 +163,45 @@ def test_speech_fraction_silence_and_speech(spec, win3):
     assert silent == 0.0
     _, loud = extract_window(win3, spec)
     assert loud > 0.3
+
+
+def steady_sounds(seconds: float = 3.0) -> dict[str, np.ndarray]:
+    """What a quiet room with a poor microphone or mains wiring sounds like, no speech."""
+    t = np.arange(int(SR * seconds)) / SR
+    floor = np.random.default_rng(3).standard_normal(len(t)) * 10 ** (-70 / 20)
+    hum = sum(0.05 / k * np.sin(2 * np.pi * 50 * k * t + k) for k in range(1, 8))
+    return {"dc offset": 0.05 + floor, "50 Hz hum": 0.05 * np.sin(2 * np.pi * 50 * t) + floor,
+            "hum with harmonics": hum + floor,
+            "60 Hz hum": 0.02 * np.sin(2 * np.pi * 60 * t) + 0.01 * np.sin(2 * np.pi * 180 * t) + floor}
+
+
+@pytest.mark.parametrize("spec", [FeatureSpec(), FeatureSpec.seed180()], ids=["rich", "seed180"])
+def test_steady_hum_or_offset_is_not_speech(spec, win3):
+    """A steady sound, however loud and voice-like its spectrum, is not speech: frames must
+    rise min_rise_db over the window's background. Without the rule they all were (the
+    model then labelled an empty room "calm" or "sad" with confidence 0.9)."""
+    for name, x in steady_sounds().items():
+        assert extract_window(x.astype(np.float32), spec)[1] == 0.0, name
+        old = replace(spec, remove_dc=False, vad=replace(spec.vad, min_rise_db=0.0))
+        assert extract_window(x.astype(np.float32), old)[1] > 0.5, f"{name}: the test's premise"
+    _, clean = extract_window(win3, spec)
+    _, hummed = extract_window(win3 + 0.3 * steady_sounds()["hum with harmonics"][: len(win3)]
+                               .astype(np.float32), spec)
+    assert clean > 0.3 and hummed > 0.5 * clean   # speech over the hum still counts
+
+
+def test_a_dc_offset_does_not_change_the_rich_features(win3):
+    """remove_dc: each frame's mean is subtracted before the window, so an offset (a cheap
+    microphone's) changes no feature; without it (cards from before, seed180) the offset
+    leaked into the low mel bands and the energy."""
+    spec = FeatureSpec()
+    a, fa = extract_window(win3, spec)
+    b, fb = extract_window(win3 + np.float32(0.02), spec)
+    assert fa == fb
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-3 * np.abs(a).max())
+    old = replace(spec, remove_dc=False)
+    c, _ = extract_window(win3 + np.float32(0.02), old)
+    assert np.abs(c - extract_window(win3, old)[0]).max() > 0.1 * np.abs(a).max()
 
 
 def test_noise_is_not_speech():
