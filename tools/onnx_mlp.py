@@ -21,6 +21,16 @@ class GraphShapeError(ValueError):
     """The graph is not the skl2onnx Scaler + MLP layout this module knows how to compact."""
 
 
+def float32_weights(a: np.ndarray) -> np.ndarray:
+    """``a`` as float32 with the subnormal values (below 1.2e-38 in magnitude) set to zero.
+    L2-penalised MLPs end with thousands of such weights (25 760 in one adaptation graph),
+    worth nothing to the output, which made onnxruntime's products 14 times slower on this
+    CPU (225 us per window instead of 16): subnormal arithmetic runs in microcode."""
+    w = np.asarray(a, np.float32).copy()
+    w[np.abs(w) < np.finfo(np.float32).tiny] = 0.0
+    return w
+
+
 def compact_mlp(model, fold_scaler: bool = True):  # onnx.ModelProto -> onnx.ModelProto
     """The compact graph. ``fold_scaler=False`` keeps the standardisation as its own
     ``x * scale + shift`` (Mul, Add) before the first layer: needed before int8 quantisation,
@@ -83,15 +93,15 @@ def compact_mlp(model, fold_scaler: bool = True):  # onnx.ModelProto -> onnx.Mod
         w, b = layers[0]
         layers[0] = (scale[:, None] * w, b - (offset * scale) @ w)
     elif scaler is not None:
-        inits += [numpy_helper.from_array(scale.astype(np.float32), "scale"),
-                  numpy_helper.from_array((-offset * scale).astype(np.float32), "shift")]
+        inits += [numpy_helper.from_array(float32_weights(scale), "scale"),
+                  numpy_helper.from_array(float32_weights(-offset * scale), "shift")]
         new_nodes += [helper.make_node("Mul", [x, "scale"], ["scaled"], name="scaler_mul"),
                       helper.make_node("Add", ["scaled", "shift"], ["standardised"], name="scaler_add")]
         x = "standardised"
     for i, (w, b) in enumerate(layers):
         wn, bn, out = f"W{i}", f"b{i}", f"z{i}"
-        inits += [numpy_helper.from_array(w.astype(np.float32), wn),
-                  numpy_helper.from_array(b.astype(np.float32), bn)]
+        inits += [numpy_helper.from_array(float32_weights(w), wn),
+                  numpy_helper.from_array(float32_weights(b), bn)]
         new_nodes.append(helper.make_node("Gemm", [x, wn, bn], [out], name=f"layer{i}"))
         x = out
         if i < len(layers) - 1:
