@@ -160,11 +160,7 @@ class MicSource:
                 raise AudioError(f"no usable microphone ({msg}); choose one with --device "
                                  "(see `aerd devices`) or use --input FILE or --input -") from None
             if first:   # wait for it: a loss from the start
-                self._trouble_since, self._trouble_losses = time.monotonic(), 1
-                self.losses += 1
-                self.state = "lost"
-                log.warning("no usable microphone (%s); retrying until there is one", msg)
-                self._schedule_retry()
+                self._lost(f"no usable microphone ({msg})")
             self.detail = f"{'open' if first else 'reopen'} failed: {msg}"
             return
         self._last_cb = self._opened_at = time.monotonic()
@@ -193,11 +189,12 @@ class MicSource:
         self._trouble_losses += 1
         self.state, self.detail = "lost", why
         self._log_trouble(logging.WARNING, "microphone lost: %s; retrying", why)
-        try:
-            self._stream.close()
-        except self._sd.PortAudioError:
-            pass
-        self._stream = None
+        if self._stream is not None:   # (none when it could not be opened at start)
+            try:
+                self._stream.close()
+            except self._sd.PortAudioError:
+                pass
+            self._stream = None
         self._schedule_retry()
 
     def read(self, timeout: float = 1.0) -> np.ndarray | None:
