@@ -116,8 +116,9 @@ class AdaptStore:
 
 
 def same_features(a: Model, b: Model) -> bool:
-    """Whether statistics learned on ``a``'s features and windows describe ``b``'s too."""
-    return _features(a) == _features(b)
+    """Whether statistics learned on ``a``'s features and windows describe ``b``'s too (the
+    rule a state file is read by)."""
+    return _describes(_features(a), b)
 
 
 def _features(model: Model) -> dict[str, Any]:

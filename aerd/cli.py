@@ -22,6 +22,7 @@ from .errors import AerdError, AudioError, ConfigError  # noqa: E402
 
 log = logging.getLogger("aerd")
 
+
 def _log_level(level: str) -> int:
     return getattr(logging, level.upper(), logging.INFO)
 
