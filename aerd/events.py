@@ -7,9 +7,10 @@ reader must ignore fields it does not know, so new optional fields do not bump `
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
+
+from .featurespec import is_number
 
 SCHEMA_VERSION = 1
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -60,24 +61,13 @@ class Event:
         return cls(**kept)
 
 
-def _number(v: Any) -> bool:
-    """A finite JSON number: NaN and Infinity (which Python's json accepts, and 1e400 becomes)
-    are not JSON, and an integer beyond any float is no usable time or probability."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
-
-
 _CHECKS = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": _number,
+    "float": is_number,
     "str": lambda v: isinstance(v, str),
     "bool": lambda v: isinstance(v, bool),
     "dict[str, float]": lambda v: isinstance(v, dict) and all(
-        isinstance(k, str) and _number(x) for k, x in v.items()),
+        isinstance(k, str) and is_number(x) for k, x in v.items()),
 }
 """Type checks by annotation (the annotations are strings here): a subscriber gets typed
 events or an EventError, never a field of the wrong type."""

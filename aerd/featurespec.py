@@ -16,8 +16,15 @@ _OPTIONAL = ("fmax", "spectral_floor_db")   # None allowed
 
 
 def is_number(v: Any) -> bool:
-    """A finite int or float (not a bool): what a card's numeric fields must hold."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float (not a bool): what a card's numeric fields and an event's must
+    hold. NaN and Infinity (which Python's json accepts, and 1e400 becomes) are not JSON, and
+    an integer beyond any float is no usable value."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,10 @@ BAD = [
     ({"window_s": 1e7}, "window_s"),
     ({"features": {**FEATURES, "fmin": "x"}}, "features.fmin: must be a number"),
     ({"features": {**FEATURES, "f0_max": float("nan")}}, "features.f0_max: must be a number"),
+    ({"features": {**FEATURES, "fmin": 10 ** 400}}, "features.fmin: must be a number"),   # was an OverflowError
+    ({"features": {**FEATURES, "vad": {**VAD, "min_rise_db": 10 ** 400}}}, "features.vad.min_rise_db"),
+    ({"features": {**FEATURES, "vad": {**VAD, "min_rise_db": -3}}}, "features.vad.min_rise_db"),
+    ({"features": {**FEATURES, "remove_dc": 1}}, "features.remove_dc"),
     ({"features": {**FEATURES, "vad": {**VAD, "floor_db": "x"}}}, "features.vad.floor_db"),
     ({"features": {**FEATURES, "n_chroma": "x"}}, "features.n_chroma"),
     ({"features": {**FEATURES, "center": "no"}}, "features.center"),
