@@ -122,16 +122,15 @@ class FeatureSpec:
             if name in kw and not is_number(kw[name]) and not (kw[name] is None
                                                                  and name in _OPTIONAL):
                 raise ModelError(f"{where}.{name}: must be a number, got {kw[name]!r}")
-        if "vad" in kw:
-            vad = kw["vad"]
-            vknown = {f.name for f in fields(VadParams)}
-            if not isinstance(vad, dict) or set(vad) - vknown:
-                raise ModelError(f"{where}.vad: expected a table with keys {sorted(vknown)}")
-            for k, v in vad.items():
-                if not is_number(v):
-                    raise ModelError(f"{where}.vad.{k}: must be a number, got {v!r}")
-            kw["vad"] = VadParams(**{"min_rise_db": 0.0,   # cards from before it: off
-                                     **{k: float(v) for k, v in vad.items()}})
+        vad = kw.get("vad", {})   # (a card without the table: the defaults, as before)
+        vknown = {f.name for f in fields(VadParams)}
+        if not isinstance(vad, dict) or set(vad) - vknown:
+            raise ModelError(f"{where}.vad: expected a table with keys {sorted(vknown)}")
+        for k, v in vad.items():
+            if not is_number(v):
+                raise ModelError(f"{where}.vad.{k}: must be a number, got {v!r}")
+        kw["vad"] = VadParams(**{"min_rise_db": 0.0,   # cards from before it: off
+                                 **{k: float(v) for k, v in vad.items()}})
         spec = cls(**kw)
         spec.validate(where)
         return spec

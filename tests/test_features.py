@@ -306,6 +306,21 @@ def test_card_feature_table_and_its_errors():
         FeatureSpec.from_dict({**spec.to_dict(), "n_fftt": 1})
 
 
+@pytest.mark.parametrize("drop", ["keys", "vad table"])
+def test_card_from_before_the_steady_sound_rule_and_dc_removal(drop):
+    """A card without remove_dc and vad.min_rise_db (or without any vad table) reads as
+    before them: no DC removal, no rise rule, the other VAD defaults."""
+    new = FeatureSpec().to_dict()
+    old = {k: v for k, v in new.items() if k != "remove_dc"}
+    if drop == "keys":
+        old["vad"] = {k: v for k, v in new["vad"].items() if k != "min_rise_db"}
+    else:
+        del old["vad"]
+    spec = FeatureSpec.from_dict(old)
+    assert spec.remove_dc is False
+    assert spec.vad == VadParams(min_rise_db=0.0)
+
+
 @pytest.mark.parametrize("name", ["03-01-03-02-02-01-02.flac", "03-01-04-01-01-02-04.flac",
                                   "03-01-05-02-01-01-01.flac"])
 def test_pitch_agrees_with_librosa_pyin_on_speech(data_dir, name):
