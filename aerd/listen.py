@@ -85,8 +85,9 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             if deadline is not None and wait <= 0:
                 if count is None and (seen if emotions else got):
                     return 0
-                print(f"aerd listen: timeout: {seen} of {count or 'any'} emotion events "
-                      f"within {timeout:g} s", file=sys.stderr)
+                what = "emotion" if emotions else "status"
+                print(f"aerd listen: timeout: {seen if emotions else got} of {count or 'any'} "
+                      f"{what} events within {timeout:g} s", file=sys.stderr)
                 return 1
             if not sock.poll(min(wait, 1000), zmq.POLLIN):
                 continue

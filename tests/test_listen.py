@@ -89,6 +89,19 @@ def test_count_without_the_emotion_topic_is_refused(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("aerd listen: error: --count") and "--topic" in err[0]
 
 
+def test_timeout_on_the_status_topic_names_status_events(tmp_path, capsys):
+    """--topic status --timeout S with nothing coming: the line names status events (it said
+    'timeout: 0 of any emotion events', which that listener had not subscribed to)."""
+    from aerd.cli import main
+
+    argv = ["listen", "--endpoint", f"ipc://{tmp_path}/s.sock", "--topic", "status",
+            "--timeout", "0.3"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "aerd listen: timeout: 0 of any status events within 0.3 s\n"
+    assert main(argv[:3] + ["--timeout", "0.3"]) == 1
+    assert capsys.readouterr().err == "aerd listen: timeout: 0 of any emotion events within 0.3 s\n"
+
+
 def test_seq_gaps_per_device_and_restarts():
     from aerd.listen import SeqGaps
 
