@@ -43,6 +43,7 @@ class AdaptStore:
         self.directory = Path(directory)
         self.settings = settings
         self._on_disk: dict[Path, dict[str, Any]] = {}   # the state each file holds, as far as known
+        self._absent: set[Path] = set()   # files that did not exist when loaded
         self._saved_once = False
         self._failures = 0   # failed saves in a row
 
@@ -65,7 +66,7 @@ class AdaptStore:
                 self._on_disk[p] = {**adapter.state_dict(), "features": _features(model)}
                 log.info("adaptation state loaded from %s", p)
             except FileNotFoundError:
-                pass   # the first run
+                self._absent.add(p)   # the first run
             except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
                 log.warning("%s: ignoring unusable adaptation state (%s)", p, e)
                 adapter = new_adapter(model.card)
@@ -80,8 +81,8 @@ class AdaptStore:
             return
         p = self.path(model)
         state = {**adapter.state_dict(), "features": _features(model)}
-        if self._on_disk.get(p) == state:
-            return
+        if self._on_disk.get(p) == state or (p in self._absent and adapter.n == 0):
+            return   # nothing new: the file holds it, or there is none and nothing was heard
         tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -124,6 +124,19 @@ def test_unchanged_statistics_are_not_written_again(tmp_path):
     assert AdaptStore(store.directory, AdaptSettings()).load(model).n == 11
 
 
+def test_a_device_that_heard_nothing_writes_no_state_file(tmp_path):
+    """A first run that hears no speech (no microphone, an empty room) has nothing to save:
+    it wrote a file of fresh statistics at stop although the README says saves happen only
+    when the statistics changed."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    store.save(model, adapter)
+    assert not store.path(model).exists()
+    _feed(adapter, 1)
+    store.save(model, adapter)
+    assert store.path(model).exists()
+
+
 QUIET_CHILD = textwrap.dedent("""
     import logging, resource, signal, sys
     import numpy as np
