@@ -12,6 +12,7 @@ tools/apt-install.sh libportaudio2 pulseaudio pulseaudio-utils libasound2-plugin
 PY=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+rm -rf build   # a stale build/ can carry modules that no longer exist into the install
 .venv/bin/python -m pip install -q ".[test]"
 
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
