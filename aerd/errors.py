@@ -23,6 +23,12 @@ class BusyError(ConfigError):
     #: ZeroMQ bind errors (errno) that are BusyError rather than ConfigError
     ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ENODEV})
 
+    @classmethod
+    def or_config(cls, err: int | None, message: str) -> ConfigError:
+        """The error for a failed bind or connect with errno ``err``: BusyError if it may
+        pass, ConfigError otherwise."""
+        return (cls if err in cls.ERRNOS else ConfigError)(message)
+
 
 class ModelError(AerdError):
     """A missing, corrupt or mismatched model bundle."""

@@ -81,8 +81,8 @@ class Publisher:
         except zmq.ZMQError as e:
             self.close()
             verb = "connect to" if s.connect else "bind"
-            kind = BusyError if e.errno in BusyError.ERRNOS else ConfigError
-            raise kind(f"{option} {s.endpoint}: cannot {verb} it ({e.strerror})") from None
+            raise BusyError.or_config(e.errno, f"{option} {s.endpoint}: cannot {verb} it "
+                                      f"({e.strerror})") from None
         except ConfigError:
             self.close()
             raise

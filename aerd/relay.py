@@ -89,8 +89,8 @@ class Relay:
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            kind = BusyError if exc.errno in BusyError.ERRNOS else ConfigError
-            raise kind(f"{option} {endpoint!r}: cannot bind: {exc.strerror}") from exc
+            raise BusyError.or_config(exc.errno, f"{option} {endpoint!r}: cannot bind: "
+                                      f"{exc.strerror}") from exc
         made = IpcFile.after_bind(endpoint)
         if made is not None:
             self._ipc_files.append(made)
