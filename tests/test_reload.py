@@ -241,3 +241,51 @@ def test_a_reload_applies_the_new_log_level(tmp_path, ctx):
         sub.close()
     assert "audio flowing" in out, out[-1000:]          # info lines before the reload
     assert "stopped after" not in out, out[-1000:]      # none after it
+
+
+def test_a_reload_tells_systemd_reloading_then_ready(tmp_path, ctx):
+    """`systemctl reload` (SIGHUP): RELOADING=1 with MONOTONIC_USEC, then READY=1 once the
+    new config is in, or refused (the old pipeline runs on). Without the READY=1 systemd
+    holds the unit in "reloading" until its timeout, whatever the reload's outcome."""
+    import socket
+
+    from e2e_helpers import env
+
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+
+    def drain() -> list[str]:
+        msgs = []
+        while True:
+            try:
+                msgs.append(notify.recv(4096).decode())
+            except socket.timeout:
+                return msgs
+
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=3)
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text("[adapt]\nenabled = false\n")
+    ep = f"ipc://{tmp_path}/a.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--config", str(cfg), "--input", str(wav), "--endpoint", ep,
+                   env={**env(), "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        assert "READY=1" in drain()   # the start's
+        for text, state in (("[decision]\nhysteresis = 0.2\n[adapt]\nenabled = false\n", "reloaded"),
+                            ("[decision]\nsmoothing = 0\n", "reload_failed")):
+            cfg.write_text(text)
+            daemon.send_signal(signal.SIGHUP)
+            assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
+            assert sub.events[-1][1]["state"] == state
+            msgs = [m for m in drain() if not m.startswith("STATUS=")]
+            assert len(msgs) == 2 and msgs[1] == "READY=1", (state, msgs)
+            assert msgs[0].startswith("RELOADING=1\nMONOTONIC_USEC="), (state, msgs)
+        assert daemon.poll() is None
+    finally:
+        stop_process(daemon)
+        sub.close()
+        notify.close()
+    assert daemon.returncode == 0
