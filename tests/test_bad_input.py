@@ -227,6 +227,20 @@ def test_busy_endpoint_is_refused(tmp_path):
         ctx.term()
 
 
+@pytest.mark.parametrize("host, why", [("192.0.2.1", "Cannot assign requested address"),
+                                       ("aerdnosuch0", "No such device")],
+                         ids=["address-not-up", "no-such-interface"])
+def test_an_address_or_interface_not_up_yet_exits_75(host, why):
+    """README: an address or interface not up yet (a Pi's Wi-Fi at boot) is, like a busy
+    endpoint, exit 75, which the unit restarts; not exit 2, which it never restarts."""
+    ep = f"tcp://{host}:{free_tcp_port()}"
+    r = run("run", "--input", str(CLIPS[0]), "--fast", "--insecure", "--endpoint", ep, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 75, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("aerd run: error:") and ep in lines[0], lines
+    assert why in lines[0], lines
+
+
 def test_no_microphone_is_one_clear_line(tmp_path):
     e = env()
     e["PULSE_SERVER"] = f"unix:{tmp_path}/no-server"
