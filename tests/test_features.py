@@ -86,6 +86,24 @@ def test_rich_centroid_matches_librosa(rich_rows):
     close(rows[:, spec.n_mels + spec.n_mfcc + 1], ref, "centroid")
 
 
+def test_rich_energy_and_flatness_match_numpy(rich_rows, win3):
+    """The two rich columns the tests above leave out, from librosa's frames and mel power:
+    frame energy in dBFS (the Hann-windowed frame's mean square over the window's; the VAD's
+    floor_db is read against it) and log10 of the mel power's flatness (geometric over
+    arithmetic mean; the VAD's max_flatness)."""
+    spec, rows, S = rich_rows
+    energy, flatness = spec.n_mels + spec.n_mfcc, spec.n_mels + spec.n_mfcc + 2
+    w = librosa.util.pad_center(librosa.filters.get_window("hann", spec.win_length, fftbins=True),
+                                size=spec.n_fft)
+    frames = librosa.util.frame(win3.astype(np.float64), frame_length=spec.n_fft,
+                                hop_length=spec.hop_length)
+    mean_square = np.sum((frames * w[:, None]) ** 2, axis=0) / np.sum(w**2)
+    close(rows[:, energy], 10 * np.log10(mean_square + 1e-12), "energy dB", floor=1e-4)
+    M = np.maximum(librosa_mel(S, spec), 1e-10)
+    flat = np.exp(np.mean(np.log(M), axis=0)) / np.mean(M, axis=0)
+    close(rows[:, flatness], np.log10(np.maximum(flat, 1e-10)), "flatness", floor=1e-4)
+
+
 def test_remove_dc_is_each_frames_mean_taken_out_before_the_window(win3):
     """The rows with remove_dc are the rows without it, of frames whose mean over the
     window's span was subtracted by hand (the parity tests above cover the rest)."""
