@@ -119,6 +119,67 @@ def test_remove_dc_is_each_frames_mean_taken_out_before_the_window(win3):
     assert (np.abs(a - b) <= 1e-3 * scale + 1e-4).all()
 
 
+def rich_window_reference(rows, spec):
+    """The rich feature vector and speech fraction of one window's frame rows, after the
+    layout in aerd.windowstats' docstring, in plain float64 numpy: the speech frames picked
+    by boolean masks, np.mean/np.std, np.polyfit for the pitch slope, onsets counted."""
+    vad, nm, nc = spec.vad, spec.n_mels, spec.n_mfcc
+    k = nm + nc   # energy; then centroid, log10 flatness, pitch, voicing clarity
+    r = rows.astype(np.float64)
+    n, e, f0 = len(r), r[:, k], r[:, k + 3]
+    thresh = max(vad.floor_db, e.max() - vad.range_db)
+    if vad.min_rise_db > 0:   # over the 10th-percentile frame
+        thresh = max(thresh, np.percentile(e, 10, method="lower") + vad.min_rise_db)
+    speech = (e > thresh) & (r[:, k + 2] < np.log10(vad.max_flatness))
+    voiced = speech & (f0 > 0)
+    sp, n_sp = r[speech], int(speech.sum())
+    assert n_sp >= 3 and voiced.sum() >= 3, "the reference needs speech and voiced frames"
+    d = np.diff(r, axis=0)[speech[1:] & speech[:-1]]
+    hop_s = spec.hop_length / spec.sample_rate
+    slope = np.polyfit(np.arange(n)[voiced] * hop_s, f0[voiced], 1)[0]
+    step = np.abs(np.diff(f0))[voiced[1:] & voiced[:-1]].mean()
+
+    def onsets(flags):
+        return np.count_nonzero(flags[1:] & ~flags[:-1])
+
+    lm = sp[:, :nm].mean(axis=0)
+    feats = np.concatenate([
+        lm - lm.mean(), sp[:, :nm].std(axis=0),
+        sp[:, nm + 1 : k].mean(axis=0), sp[:, nm + 1 : k].std(axis=0), d[:, :k].std(axis=0),
+        [sp[:, k].std(), np.abs(d[:, k]).mean(), sp[:, k + 1].mean(), sp[:, k + 1].std(),
+         sp[:, k + 2].mean(), sp[:, k + 2].std(), f0[voiced].mean(), f0[voiced].std(), slope,
+         step, onsets(voiced) / (n_sp * hop_s), onsets(speech) / (n * hop_s),
+         voiced.sum() / n_sp, n_sp / n],
+        [sp[:, k + 4].mean(), sp[:, k + 4].std()] if spec.voicing_clarity else []])
+    return feats, n_sp / n
+
+
+@pytest.mark.parametrize("name", ["03-01-03-02-02-01-02.flac", "03-01-04-01-01-02-04.flac",
+                                  "03-01-05-02-01-01-01.flac"])
+@pytest.mark.parametrize("start_s, hum", [(0.0, False), (1.0, False), (0.0, True)],
+                         ids=["start", "1s-in", "over-hum"])
+def test_rich_window_statistics_match_a_numpy_reference(data_dir, name, start_s, hum):
+    """The 194 statistics the model reads, from the same frame rows (checked against librosa
+    above): the clip's first 3 s (leading silence: part speech), 3 s from 1 s in, and the
+    first 3 s over a hum (the steady-sound rule decides which frames are speech)."""
+    import soundfile as sf
+
+    from aerd.windowstats import window_features
+
+    x, sr = sf.read(data_dir / name, dtype="float32", always_2d=True)
+    x = np.ascontiguousarray(x.mean(axis=1)[int(start_s * SR) : int((start_s + 3) * SR)])
+    if hum:
+        x += 0.05 * steady_sounds()["hum with harmonics"][: len(x)].astype(np.float32)
+    spec = FeatureSpec()
+    an = FrameAnalyzer(spec)
+    rows = an.analyze(an.frames(x))
+    feats, fraction = window_features(rows, an)
+    ref, ref_fraction = rich_window_reference(rows, spec)
+    assert feats.shape == ref.shape == (spec.n_features,)
+    assert fraction == ref_fraction
+    np.testing.assert_allclose(feats, ref, rtol=1e-3, atol=1e-3)
+
+
 def harmonic_tone(f0, seconds=0.5, n_harm=6, seed=0):
     t = np.arange(int(seconds * SR)) / SR
     rng = np.random.default_rng(seed)
