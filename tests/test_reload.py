@@ -198,31 +198,51 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_reload_frees_the_previous_model(tmp_path):
+def test_a_reload_frees_the_previous_model(tmp_path, ctx):
     """After SIGHUP only the new model (and its onnxruntime sessions) is alive: the first one
-    was kept by the reload code before, about 8 MB for the life of the process."""
+    was kept by the reload code before, about 8 MB for the life of the process. (SIGHUP only
+    once an event shows the daemon's handlers are in: before, it would kill the process.)"""
     import subprocess
+    import threading
     import time
 
     from e2e_helpers import aerd_cmd, env
 
     wav = tmp_path / "long.wav"
     make_stream(wav, repeat=2)
+    ep = f"ipc://{tmp_path}/f.sock"
+    sub = Sub(ep, ctx)
     cmd = [aerd_cmd()[0], "-c", COUNT_MODELS, "run", "--input", str(wav), "--no-adapt",
-           "--endpoint", f"ipc://{tmp_path}/f.sock"]
+           "--endpoint", ep]
     p = subprocess.Popen(cmd, env=env(), cwd=REPO, stderr=subprocess.PIPE, text=True,
                          stdout=subprocess.PIPE)
+    counts: list[tuple[float, int]] = []   # (arrival, live models) of each MODELS report
+
+    def reports():
+        for line in p.stderr:
+            if line.startswith("MODELS "):
+                counts.append((time.monotonic(), int(line.split()[1])))
+
+    reader = threading.Thread(target=reports, daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        assert sub.pump(15, lambda e: e["topic"] == "emotion"), "the daemon did not come up"
         p.send_signal(signal.SIGHUP)
-        time.sleep(3)
+        assert sub.pump(10, lambda e: e.get("state") == "reloaded"), "no reloaded status"
+        reloaded = time.monotonic()
+        deadline = reloaded + 10   # the second report after it was counted after the reload
+        while sum(t > reloaded for t, _ in counts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=10)
+        p.wait(timeout=10)
+        out = p.stdout.read()
+        reader.join(5)
     finally:
         stop_process(p)
+        sub.close()
     assert "reloaded: model" in out, out[-1000:]   # the reload happened
-    counts = [int(line.split()[1]) for line in err.splitlines() if line.startswith("MODELS ")]
-    assert counts and counts[-1] == 1, counts
+    after = [n for t, n in counts if t > reloaded]
+    assert len(after) >= 2 and after[-1] == 1, counts
 
 
 def test_a_reload_applies_the_new_log_level(tmp_path, ctx):
