@@ -70,6 +70,8 @@ def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from .adaptstate import AdaptStore, same_features
     from .daemon import Daemon
     from .model import load_model
@@ -77,6 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .publisher import Publisher
 
+    # a stop or reload during start-up (loading the model, opening the input) is kept for the
+    # daemon to act on, not fatal: SIGTERM's and SIGHUP's default actions kill the process
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
     s = run_settings(args)
     _setup_logging(s.service.log_level)
     model = load_model(s.model.path or None, adapt=s.adapt.enabled)
@@ -130,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     publisher, device_id, s.publish.status_interval, notifier,
                     reload=reload, persist=persist)
     del model   # the pipeline holds it; after a reload nothing does
-    daemon.install_signal_handlers()
+    daemon.install_signal_handlers(pending=early)
     try:
         if (args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
                 args.wait_subscriber, stop=lambda: daemon.stop_requested)

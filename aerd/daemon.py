@@ -75,10 +75,14 @@ class Daemon:
         self._input_state = ""
 
     # -- signals ------------------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, pending: list[int] | None = None) -> None:
+        """Handle SIGTERM/SIGINT (stop) and SIGHUP (reload); ``pending``: signals that came
+        before (during start-up), acted on as if they came now."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_signal)
+        for signum in list(pending or []):
+            self._on_signal(signum, None)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if signum == signal.SIGHUP:
