@@ -136,7 +136,8 @@ class Daemon:
     # -- loop ---------------------------------------------------------------------------
     def _do_reload(self) -> None:
         self._hup = False
-        self.notifier.reloading()
+        if self._ready:   # (before it, systemd still waits for the first READY=1: audio flowing)
+            self.notifier.reloading()
         new = None
         if self._reload is not None:
             if self._persist is not None:
@@ -157,7 +158,8 @@ class Daemon:
                 del old
                 _freeze_startup_objects()   # the old model's objects may be collected now
                 log.info("reloaded: model %s", new.model.id)
-        self.notifier.ready()
+        if self._ready:
+            self.notifier.ready()
         self._publish_status("reloaded" if new is not None else "reload_failed")
 
     def run(self) -> int:

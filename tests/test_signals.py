@@ -9,14 +9,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_helpers import CLIPS, Sub, spawn, stop_process  # noqa: E402
+from e2e_helpers import CLIPS, Sub, env, spawn, stop_process  # noqa: E402
 
 CONFIG = "[adapt]\nenabled = false\n"
 
@@ -95,3 +97,51 @@ def test_sighup_during_start_up_reloads_once_running(tmp_path, ctx):
         stop_process(daemon)
         sub.close()
     assert daemon.returncode == 0, (daemon.returncode, err[-1500:])
+
+
+def _notify_socket(tmp_path: Path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(tmp_path / "notify.sock"))
+    s.settimeout(0.1)
+    return s, str(tmp_path / "notify.sock")
+
+
+def _drain(s: socket.socket, seconds: float) -> list[str]:
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            out.append(s.recv(4096).decode())
+        except socket.timeout:
+            pass
+    return out
+
+
+def test_a_reload_before_audio_flows_does_not_report_ready(tmp_path, ctx):
+    """READY=1 means audio flows: a SIGHUP while stdin has delivered nothing yet reloads,
+    but tells systemd nothing (its READY=1 made systemd count the service as started);
+    once running, a reload is RELOADING=1 ... READY=1."""
+    notify, path = _notify_socket(tmp_path)
+    ep = f"ipc://{tmp_path}/r.sock"
+    sub = Sub(ep, ctx)
+    r, w = os.pipe()
+    daemon = spawn("run", "--input", "-", "--endpoint", ep, "--no-adapt",
+                   env={**env(), "NOTIFY_SOCKET": path}, stdin=r)
+    os.close(r)
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "status"), f"not up: {daemon.poll()}"
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(10, lambda e: e.get("state") == "reloaded")
+        before = _drain(notify, 0.5)
+        os.write(w, np.zeros(16000, "<i2").tobytes())
+        after = _drain(notify, 1.5)
+        daemon.send_signal(signal.SIGHUP)   # once ready, a reload is bracketed for systemd
+        running = [ln for m in _drain(notify, 2.0) for ln in m.splitlines()]
+    finally:
+        os.close(w)
+        stop_process(daemon)
+        sub.close()
+        notify.close()
+    lines = [ln for m in before for ln in m.splitlines()]
+    assert "READY=1" not in lines and "RELOADING=1" not in lines, before
+    assert "READY=1" in [ln for m in after for ln in m.splitlines()], after
+    assert "RELOADING=1" in running and "READY=1" in running[running.index("RELOADING=1"):], running
