@@ -88,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(s.service.log_level)
     model = load_model(s.model.path or None, adapt=s.adapt.enabled)
     store = AdaptStore(state_dir(s), s.adapt) if model.can_adapt else None
+    # (before the socket is bound: a bad adaptation table in the card is refused here)
+    pipeline = Pipeline(model, s.decision, store.load(model) if store else None)
     publisher = Publisher(s.publish)
     notifier = Notifier.from_env()
     try:   # under systemd a missing microphone is waited for: exiting would only restart us
@@ -133,10 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if store is not None and p.adapter is not None:
             store.save(p.model, p.adapter)
 
-    daemon = Daemon(source, Pipeline(model, s.decision, store.load(model) if store else None),
-                    publisher, device_id, s.publish.status_interval, notifier,
+    daemon = Daemon(source, pipeline, publisher, device_id, s.publish.status_interval, notifier,
                     reload=reload, persist=persist)
-    del model   # the pipeline holds it; after a reload nothing does
+    del model, pipeline   # the daemon holds them; after a reload nothing does
     daemon.install_signal_handlers(pending=early)
     try:
         if (args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
