@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -145,3 +146,33 @@ def test_a_reload_before_audio_flows_does_not_report_ready(tmp_path, ctx):
     assert "READY=1" not in lines and "RELOADING=1" not in lines, before
     assert "READY=1" in [ln for m in after for ln in m.splitlines()], after
     assert "RELOADING=1" in running and "READY=1" in running[running.index("RELOADING=1"):], running
+
+
+def test_a_read_error_on_stdin_ends_the_input_like_a_damaged_file(tmp_path, ctx):
+    """stdin a TCP connection that is reset (ECONNRESET on read): the input ends with the
+    error, the daemon stops as after any end (status ``stopping``) and exits 1 with one line
+    naming it, as for a damaged file; it died of a traceback, without a stopping status."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    srv.close()
+    ep = f"ipc://{tmp_path}/rst.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--input", "-", "--endpoint", ep, "--no-adapt",
+                   "--status-interval", "0.5", stdin=conn.fileno())
+    conn.close()
+    try:
+        client.sendall(np.zeros(16000, "<i2").tobytes())
+        assert sub.pump(15, lambda e: e["topic"] == "status" and e["audio_s"] > 0), daemon.poll()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()   # a reset, not an end of file
+        out, err = daemon.communicate(timeout=10)
+        sub.pump(1.0, lambda e: e.get("state") == "stopping")
+    finally:
+        stop_process(daemon)
+        sub.close()
+    assert daemon.returncode == 1 and "Traceback" not in err, err[-1500:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "stdin" in lines[0] and "reset" in lines[0].lower(), err
+    states = [(e.get("state"), e.get("input")) for _, e in sub.events if e["topic"] == "status"]
+    assert states[-1] == ("stopping", "ended"), states
