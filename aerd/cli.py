@@ -70,6 +70,8 @@ def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from .adaptstate import AdaptStore, same_features
     from .daemon import Daemon
     from .model import load_model
@@ -77,10 +79,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .publisher import Publisher
 
+    # a stop or reload during start-up (loading the model, opening the input) is kept for the
+    # daemon to act on, not fatal: SIGTERM's and SIGHUP's default actions kill the process
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
     s = run_settings(args)
     _setup_logging(s.service.log_level)
     model = load_model(s.model.path or None, adapt=s.adapt.enabled)
     store = AdaptStore(state_dir(s), s.adapt) if model.can_adapt else None
+    # (before the socket is bound: a bad adaptation table in the card is refused here)
+    pipeline = Pipeline(model, s.decision, store.load(model) if store else None)
     publisher = Publisher(s.publish)
     notifier = Notifier.from_env()
     try:   # under systemd a missing microphone is waited for: exiting would only restart us
@@ -126,11 +135,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if store is not None and p.adapter is not None:
             store.save(p.model, p.adapter)
 
-    daemon = Daemon(source, Pipeline(model, s.decision, store.load(model) if store else None),
-                    publisher, device_id, s.publish.status_interval, notifier,
+    daemon = Daemon(source, pipeline, publisher, device_id, s.publish.status_interval, notifier,
                     reload=reload, persist=persist)
-    del model   # the pipeline holds it; after a reload nothing does
-    daemon.install_signal_handlers()
+    del model, pipeline   # the daemon holds them; after a reload nothing does
+    daemon.install_signal_handlers(pending=early)
     try:
         if (args.wait_subscriber > 0 and not publisher.wait_for_subscriber(
                 args.wait_subscriber, stop=lambda: daemon.stop_requested)

@@ -75,10 +75,14 @@ class Daemon:
         self._input_state = ""
 
     # -- signals ------------------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, pending: list[int] | None = None) -> None:
+        """Handle SIGTERM/SIGINT (stop) and SIGHUP (reload); ``pending``: signals that came
+        before (during start-up), acted on as if they came now."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_signal)
+        for signum in list(pending or []):
+            self._on_signal(signum, None)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if signum == signal.SIGHUP:
@@ -132,7 +136,8 @@ class Daemon:
     # -- loop ---------------------------------------------------------------------------
     def _do_reload(self) -> None:
         self._hup = False
-        self.notifier.reloading()
+        if self._ready:   # (before it, systemd still waits for the first READY=1: audio flowing)
+            self.notifier.reloading()
         new = None
         if self._reload is not None:
             if self._persist is not None:
@@ -153,7 +158,8 @@ class Daemon:
                 del old
                 _freeze_startup_objects()   # the old model's objects may be collected now
                 log.info("reloaded: model %s", new.model.id)
-        self.notifier.ready()
+        if self._ready:
+            self.notifier.ready()
         self._publish_status("reloaded" if new is not None else "reload_failed")
 
     def run(self) -> int:

@@ -221,6 +221,7 @@ class StdinSource:
         self.state, self.detail = "ok", "stdin"
         self.overflows = 0
         self.bad_frames = 0
+        self.error: str | None = None   # why the input ended early (a read error), if it did
         self._stall_s = stall_s
         self._last_data = time.monotonic()
 
@@ -232,9 +233,14 @@ class StdinSource:
             if not ready:
                 self._check_stall()
                 return None
-            data = os.read(self._fd, self._block_bytes)
-        else:
-            data = self._stream.read(self._block_bytes)
+        try:
+            data = (os.read(self._fd, self._block_bytes) if self._fd is not None
+                    else self._stream.read(self._block_bytes))
+        except OSError as e:   # (a reset connection, EIO): the input ends here, as a damaged file
+            self.ended = True
+            self.error = f"read error ({_short(e)})"
+            self.state, self.detail = "ended", self.error
+            return self._resample(np.zeros(0, np.float32), last=True)
         if not data:
             self.ended = True
             self.state, self.detail = "ended", "end of input"

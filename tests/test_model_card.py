@@ -91,3 +91,14 @@ def test_a_missing_model_is_named_as_given(tmp_path):
         load_model(lonely)
     r = run("classify", "--model", str(missing), str(CLIPS[0]))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(missing) in r.stderr
+
+
+def test_a_bad_adaptation_table_at_start_leaves_no_socket_file(tmp_path):
+    """Refused at start (exit 2, one line) after the model loaded: nothing is left behind,
+    not even the ipc:// socket file (it was bound before the adaptation state was loaded)."""
+    path = card_file(tmp_path, {"adaptation": {**ADAPT, "ref_std": [1.0]}}, "adapt")
+    r = run("run", "--model", str(path), "--input", str(CLIPS[0]), "--fast",
+            "--endpoint", f"ipc://{tmp_path}/bad.sock", "--state-dir", str(tmp_path), timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "ref_std" in lines[0], r.stderr
+    assert not (tmp_path / "bad.sock").exists()
