@@ -125,8 +125,9 @@ class MicSource:
     def _open(self, first: bool = False) -> None:
         sd = self._sd
         try:
-            if not first:
-                sd._terminate()   # re-scan devices: the server or device may be new
+            if not first:   # re-scan devices: the server or device may be new
+                if sd._initialized:   # (not after an initialisation that failed: Pa_Terminate
+                    sd._terminate()   # would fail, and PortAudio never come back)
                 sd._initialize()
             devices = list_devices()
             if not devices:

@@ -72,6 +72,41 @@ def test_microphone_capture_loss_and_recovery(tmp_path, ctx):
     assert daemon.returncode == 0
 
 
+_REINIT_CHILD = """
+import json, sounddevice as sd
+from aerd.mic import MicSource
+mic = MicSource("", 16000, wait=True)
+first = mic.state
+mic._stream.close(); mic._stream = None
+real = sd._initialize
+def fail_once():
+    sd._initialize = real
+    raise sd.PortAudioError("Error initializing PortAudio (injected)")
+sd._initialize = fail_once
+mic._open()            # PortAudio terminated, its initialisation fails once
+failed = mic._stream is None
+mic._open()            # the next retry
+print(json.dumps([first, failed, mic.state, mic._stream is not None]))
+mic.close()
+"""
+
+
+@needs_pulse
+def test_the_microphone_recovers_after_portaudio_failed_to_initialise(tmp_path):
+    """A reopen terminates and re-initialises PortAudio (to see new devices). If that
+    initialisation failed once, every later retry called Pa_Terminate on an uninitialised
+    PortAudio, failed there, and never initialised it again: the microphone stayed lost for
+    good. (The one failure is injected: a real Pa_Initialize does not fail here.)"""
+    import json
+    import subprocess
+
+    with PulseServer(tmp_path / "pa") as server:
+        out = subprocess.run([sys.executable, "-c", _REINIT_CHILD], capture_output=True,
+                             text=True, timeout=60, env=server.client_env(env()))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == ["ok", True, "ok", True], out.stderr[-2000:]
+
+
 @needs_pulse
 def test_a_microphone_that_opens_but_never_delivers_backs_off(tmp_path, ctx):
     """The virtual source suspended: each reopen succeeds, then stalls. The retries back off
