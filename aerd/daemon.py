@@ -168,6 +168,22 @@ class Daemon:
         self._publish_status("starting")
         rate = self.pipeline.model.card.features.sample_rate
         _freeze_startup_objects()
+        try:
+            self._loop(src, rate)
+        except Exception:   # a bug, not bad input: say so to systemd and subscribers, then die
+            log.exception("internal error; stopping (the service manager restarts aerd)")
+            self.notifier.stopping()
+            self._publish_status("stopping")
+            raise
+        self.notifier.stopping()
+        self._publish_status("stopping")
+        if self._persist is not None:
+            self._persist(self.pipeline)
+        log.info("stopped after %.1f s of audio, %d windows, %d events", self.counters.audio_s,
+                 self.counters.windows + self.pipeline.windows, self.counters.events)
+        return 0
+
+    def _loop(self, src: Any, rate: int) -> None:
         while not self._stop:
             if self._hup:
                 self._do_reload()
@@ -203,10 +219,3 @@ class Daemon:
                 self._next_persist = now + self.persist_interval
             self.publisher.poll_subscriptions()
             self.gate.maybe_ping(now)
-        self.notifier.stopping()
-        self._publish_status("stopping")
-        if self._persist is not None:
-            self._persist(self.pipeline)
-        log.info("stopped after %.1f s of audio, %d windows, %d events", self.counters.audio_s,
-                 self.counters.windows + self.pipeline.windows, self.counters.events)
-        return 0
