@@ -123,7 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     log.warning("reload: model %s has other features or windows; its "
                                 "adaptation starts afresh", m.card.name)
         except Exception as e:   # noqa: BLE001 -- whatever is wrong, the daemon keeps running
-            log.error("reload failed, keeping the running pipeline: %s", e)
+            # a config or model error is one line; anything else is a bug: its traceback too
+            log.error("reload failed, keeping the running pipeline: %s", e,
+                      exc_info=not isinstance(e, (AerdError, OSError)))
             return None
         if new.publish != s.publish or new.input != s.input:
             log.warning("reload: [input] and [publish] changes need a restart; applied the rest")
