@@ -100,6 +100,7 @@ class MicSource:
         self._last_cb = 0.0
         self._retry_at = 0.0
         self._backoff = 0.5
+        self._warned: tuple[str, int] | None = None   # the device the rate warning was for
         self._open(first=True)
 
     @property
@@ -149,7 +150,9 @@ class MicSource:
             self._raw = RingBuffer(int(self.buffer_s * dev_rate))
             self._mono = np.zeros(2 * int(dev_rate * self.block_s), np.float32)
             self._resample = Resampler(dev_rate, self.rate)
-            warn_narrowband(f"microphone {info['name']}", dev_rate, self.rate)
+            if (info["name"], dev_rate) != self._warned:   # once per device, not per reopen
+                self._warned = (info["name"], dev_rate)
+                warn_narrowband(f"microphone {info['name']}", dev_rate, self.rate)
             self._stream = sd.InputStream(device=index, channels=channels, samplerate=dev_rate,
                                           dtype="float32", blocksize=int(dev_rate * self.block_s),
                                           callback=self._callback)
