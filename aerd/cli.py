@@ -245,6 +245,9 @@ def cmd_relay(args: argparse.Namespace) -> int:
             stop.wait(0.5)
         relay.stop()
         proxy.join(timeout=5)
+    if not stop.is_set():   # the proxy ended by itself: a failure, for Restart=on-failure
+        log.error("relay: the proxy stopped unexpectedly")
+        return 1
     return 0
 
 
