@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,21 @@ class AdaptStore:
         self._saved_once = False
         self._failures = 0   # failed saves in a row
 
+    STALE_TMP_S = 3600.0
+    """Temporary files (``.adapt-*``) older than this are left from a kill or power cut during
+    a save (a save takes milliseconds) and are removed at load; younger ones may be another
+    daemon's save in progress in a shared directory."""
+
+    def _remove_stale_temporaries(self) -> None:
+        try:
+            old = [t for t in self.directory.glob(".adapt-*")
+                   if time.time() - t.stat().st_mtime > self.STALE_TMP_S]
+            for t in old:
+                t.unlink(missing_ok=True)
+                log.info("removed %s, left by an interrupted save", t)
+        except OSError as e:   # (the load that follows reports an unusable directory)
+            log.debug("%s: could not tidy temporary files: %s", self.directory, e)
+
     def path(self, model: Model) -> Path:
         return self.directory / f"adapt-{model.card.name}.json"
 
@@ -57,6 +73,7 @@ class AdaptStore:
         adapter = new_adapter(model.card)
         p = self.path(model)
         if self.settings.persist:
+            self._remove_stale_temporaries()
             try:   # (no exists() first: it raises too, e.g. in a directory we may not search)
                 state = json.loads(p.read_text(encoding="utf-8"))
                 saved_for = state.get("features") if isinstance(state, dict) else None

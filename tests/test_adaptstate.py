@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,18 @@ def test_a_file_from_before_a_new_feature_parameter_still_loads(tmp_path):
     (tmp_path / "default.json").write_text(json.dumps(card))
     before = load_model(str(tmp_path / "default.json"), adapt=True)
     assert store.load(before).n == 50
+
+
+def test_temporary_files_left_by_an_interrupted_save_are_removed_at_load(tmp_path):
+    """A kill or power cut between the temporary file's creation and its rename leaves a
+    ``.adapt-*`` file; months of such restarts must not pile them up. Young ones may be a
+    save in progress of another daemon sharing the directory, and stay."""
+    store, model = _store_and_model(tmp_path)
+    store.directory.mkdir(parents=True)
+    stale, fresh = store.directory / ".adapt-left1", store.directory / ".adapt-inflight"
+    for t in (stale, fresh):
+        t.write_text("{")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    assert store.load(model) is not None
+    assert not stale.exists() and fresh.exists()
