@@ -37,13 +37,15 @@ def run_settings(args: argparse.Namespace) -> config.Settings:
     overrides = {dotted: getattr(args, flag[2:].replace("-", "_"))
                  for flag, (dotted, _) in RUN_FLAGS.items()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    flags = {dotted: flag for flag, (dotted, _) in RUN_FLAGS.items()}
     if args.connect is not None:
         if args.endpoint is not None:
             raise ConfigError(f"--connect {args.connect} and --endpoint {args.endpoint}: give one "
                               "(--connect connects to its endpoint, --endpoint binds)")
         overrides["publish.endpoint"] = args.connect
         overrides["publish.connect"] = True
-    return config.load(args.config, overrides)
+        flags["publish.endpoint"] = "--connect"
+    return config.load(args.config, overrides, flags)
 
 
 def state_dir(settings: config.Settings) -> Path:

@@ -144,8 +144,11 @@ def _coerce(value: Any, kind: Any, name: str, origin: str) -> Any:
     raise ConfigError(f"{origin}: {name} must be {kind.__name__}, got {type(value).__name__} {value!r:.60}")
 
 
-def apply(settings: Settings, values: dict[str, Any], origin: str) -> Settings:
-    """Return ``settings`` with dotted ``section.key`` values replaced, each checked."""
+def apply(settings: Settings, values: dict[str, Any], origin: str,
+          names: dict[str, str] | None = None) -> Settings:
+    """Return ``settings`` with dotted ``section.key`` values replaced, each checked. Errors
+    name a value by ``names`` (e.g. its command-line flag) if given there, else as
+    ``[section] key``."""
     sections: dict[str, dict[str, Any]] = {}
     for dotted, value in values.items():
         section, _, key = dotted.partition(".")
@@ -154,10 +157,11 @@ def apply(settings: Settings, values: dict[str, Any], origin: str) -> Settings:
             raise ConfigError(f"{origin}: unknown setting [{section}] {key}".rstrip())
         if dotted == "input.device" and type(value) is int and value >= 0:
             value = str(value)   # an index, as `aerd devices` lists it: device = 2
-        v = _coerce(value, _FIELDS[section][key], f"[{section}] {key}", origin)
+        name = (names or {}).get(dotted, f"[{section}] {key}")
+        v = _coerce(value, _FIELDS[section][key], name, origin)
         check = _CHECKS.get(dotted)
         if check and not check[0](v):
-            raise ConfigError(f"{origin}: [{section}] {key} {check[1]}, got {v!r}")
+            raise ConfigError(f"{origin}: {name} {check[1]}, got {v!r}")
         sections.setdefault(section, {})[key] = v
     return replace(settings, **{s: replace(getattr(settings, s), **kv) for s, kv in sections.items()})
 
@@ -166,8 +170,10 @@ _SECTIONS = [f.name for f in fields(Settings)]
 _FIELDS = {s: get_type_hints(type(getattr(Settings(), s))) for s in _SECTIONS}
 
 
-def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults, then the TOML file (if any), then CLI overrides (dotted keys)."""
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
+         flags: dict[str, str] | None = None) -> Settings:
+    """Defaults, then the TOML file (if any), then CLI overrides (dotted keys; ``flags``: the
+    option each came from, for error messages)."""
     settings = Settings()
     if path:
         p = Path(path)
@@ -190,4 +196,4 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Se
                                   f"(sections: {', '.join(_SECTIONS)})")
             flat.update({f"{section}.{k}": v for k, v in table.items()})
         settings = apply(settings, flat, str(p))
-    return apply(settings, overrides or {}, "command line")
+    return apply(settings, overrides or {}, "command line", flags)

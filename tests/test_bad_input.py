@@ -104,10 +104,11 @@ def test_a_reader_that_leaves_early_is_no_error(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--model", "/nonexistent/model.json"], "/nonexistent/model.json"),
-    (["--rate", "12"], "[input] rate"),
+    (["--rate", "12"], "command line: --rate must be"),   # the flag, not the config field
     (["--input", "/nonexistent.wav"], "/nonexistent.wav"),
     (["--endpoint", "tcp://0.0.0.0:5599"], "CURVE"),
-    (["--endpoint", "nonsense"], "[publish] endpoint"),
+    (["--endpoint", "nonsense"], "--endpoint must look like"),
+    (["--connect", "nonsense"], "--connect must look like"),
     (["--endpoint", "tcp://127.0.0.1"], "--endpoint: malformed endpoint"),
     (["--endpoint", "tcp://127.0.0.1:99999"], "port 99999 is not 1..65535"),
 ])
