@@ -75,6 +75,11 @@ class PublishSettings:
     """How long unsent messages may delay shutdown."""
     status_interval: float = 5.0
     """Seconds between status events."""
+    heartbeat_s: float = 10.0
+    """Seconds between ZeroMQ heartbeats (ZMTP pings) to each peer; a peer that does not
+    answer within three of them is disconnected: a subscriber whose host lost power no
+    longer holds a queue of ``sndhwm`` messages for ever, and in connect mode the relay is
+    reconnected. 0: off."""
     curve_secret: str = ""
     """CURVE secret key file of this socket (enables CURVE)."""
     curve_clients: str = ""
@@ -119,6 +124,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "publish.sndhwm": (lambda v: 1 <= v <= 1_000_000, "must be 1..1000000"),
     "publish.linger_ms": (lambda v: 0 <= v <= 60000, "must be 0..60000"),
     "publish.status_interval": (lambda v: 0.1 <= v <= 3600, "must be 0.1..3600"),
+    "publish.heartbeat_s": (lambda v: v == 0 or 0.1 <= v <= 3600, "must be 0 (off) or 0.1..3600"),
     "publish.endpoint": (lambda v: "://" in v, "must look like tcp://HOST:PORT or ipc://PATH"),
     "service.log_level": (lambda v: v in LOG_LEVELS,
                           "must be debug, info, warning or error"),

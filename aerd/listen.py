@@ -10,8 +10,10 @@ from typing import TextIO
 
 import zmq
 
+from .config import PublishSettings
 from .errors import ConfigError
 from .events import EmotionEvent, EventError, from_frames
+from .publisher import set_heartbeat
 from .security import CurveClient, apply_curve_client, use_ipv6_if_needed
 
 
@@ -55,18 +57,23 @@ class SeqGaps:
         return seq - last - 1
 
 
+HEARTBEAT_S = PublishSettings.heartbeat_s
+
+
 def listen(endpoint: str, count: int | None, timeout: float | None, topics: list[str],
            out: TextIO = sys.stdout, pretty: bool = False, curve: CurveClient | None = None,
-           ctx: zmq.Context | None = None) -> int:
+           ctx: zmq.Context | None = None, heartbeat_s: float = HEARTBEAT_S) -> int:
     """Print events until ``count`` emotion events arrived (exit 0) or ``timeout`` passed (exit 1).
     Without ``count``, ``timeout`` is how long to listen: exit 0 if any emotion event came
-    (any status event, when ``topics`` leave the emotion events out)."""
+    (any status event, when ``topics`` leave the emotion events out). A connection silent
+    for three ``heartbeat_s`` is replaced (the device rebooted or dropped off the network)."""
     own = ctx is None
     ctx = ctx or zmq.Context()
     sock = ctx.socket(zmq.SUB)
     try:
         sock.rcvhwm = 10000
         sock.linger = 0
+        set_heartbeat(sock, heartbeat_s)
         if curve is not None:
             apply_curve_client(sock, curve)
         for t in topics:

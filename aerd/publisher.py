@@ -40,6 +40,19 @@ def _check_curve_options(s: PublishSettings) -> None:
                           "public key")
 
 
+def set_heartbeat(sock: zmq.Socket, seconds: float) -> None:
+    """ZMTP heartbeats on ``sock``: a ping to each peer every ``seconds``; a peer silent for
+    three intervals is disconnected (and reconnected, on a connecting socket). Without them a
+    connection whose far end vanished (power cut, a NAT that forgot it) looks open for ever.
+    0: off."""
+    if seconds > 0:
+        ms = max(1, round(seconds * 1000))
+        sock.heartbeat_ivl = ms
+        sock.heartbeat_timeout = 3 * ms
+        # asks the peer to drop us too when our pings stop (libzmq's limit: 6553.5 s)
+        sock.heartbeat_ttl = min(3 * ms, 6_553_500)
+
+
 class Publisher:
     """Owns one PUB socket. ``send(event)`` never blocks; drops are counted in ``dropped``."""
 
@@ -65,6 +78,7 @@ class Publisher:
             self.sock.sndhwm = s.sndhwm
             self.sock.linger = s.linger_ms
             self.sock.rcvhwm = 1000
+            set_heartbeat(self.sock, s.heartbeat_s)
             if curve:
                 if s.connect and s.curve_server:
                     apply_curve_client(self.sock, CurveClient(Path(s.curve_server), Path(s.curve_secret)))

@@ -195,3 +195,49 @@ def test_publisher_text_cannot_break_lines_or_the_terminal(tmp_path, capsys):
         th.join()
         pub.close()
         ctx.term()
+
+
+def test_a_connection_gone_silent_is_replaced(tmp_path):
+    """The publisher's host loses power (or a NAT forgets the flow): the old TCP connection
+    stays open on the listener's side and delivers nothing. Without heartbeats the listener
+    waited on it for ever; with them it reconnects within three intervals."""
+    from tcp_blackhole import Blackhole
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)   # (no heartbeats here: only the listener's own may notice)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    hole = Blackhole(port)
+    stop = threading.Event()
+    out = io.StringIO()
+    counts: list[int] = []
+
+    def publish():
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            pub.send_multipart(_emotion(seq).to_frames())
+            time.sleep(0.02)
+
+    def cut_after_first_event():
+        while not stop.is_set() and '"emotion"' not in out.getvalue():
+            time.sleep(0.01)
+        hole.cut()
+        counts.append(out.getvalue().count('"emotion"'))
+
+    threads = [threading.Thread(target=publish), threading.Thread(target=cut_after_first_event)]
+    for th in threads:
+        th.start()
+    try:
+        t0 = time.monotonic()
+        rc = listen(hole.endpoint, count=30, timeout=10, topics=["emotion"], out=out,
+                    ctx=ctx, heartbeat_s=0.3)
+        assert rc == 0, out.getvalue()[-300:]
+        assert counts and counts[0] < 30   # most of them came after the cut
+        assert time.monotonic() - t0 < 5
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+        hole.close()
+        pub.close(linger=0)
+        ctx.term()

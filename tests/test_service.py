@@ -238,6 +238,41 @@ def test_slow_subscriber_never_blocks(tmp_path, ctx):
     assert elapsed < 20, f"{elapsed:.1f} s for {dur:.0f} s of audio"
 
 
+def test_a_subscriber_gone_silent_is_dropped(tmp_path, ctx):
+    """A subscriber's host loses power: its TCP connection stays open on the device for ever
+    (nothing is sent back to break it), with a queue of up to sndhwm messages behind it; a
+    laptop that sleeps twice a day would pile them up over months. ZMTP heartbeats
+    (``[publish] heartbeat_s``) find such a peer silent and close its connection."""
+    from e2e_helpers import free_tcp_port
+    from tcp_blackhole import Blackhole
+
+    port = free_tcp_port()
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text("[publish]\nheartbeat_s = 0.3\nstatus_interval = 0.2\n")
+    r, w = os.pipe()   # stdin held open with nothing in it: the daemon just runs
+    daemon = spawn("run", "--config", str(cfg), "--input", "-", "--no-adapt",
+                   "--endpoint", f"tcp://127.0.0.1:{port}", stdin=r)
+    hole = Blackhole(port)
+    sub = ctx.socket(zmq.SUB)   # (no heartbeats of its own)
+    sub.setsockopt(zmq.SUBSCRIBE, b"status")
+    try:
+        sub.connect(hole.endpoint)
+        assert sub.poll(20000), f"no status event through the forwarder: {daemon.poll()}"
+        t_cut = hole.cut()
+        deadline = t_cut + 10
+        while not hole.upstream_closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hole.upstream_closed, "the daemon kept the silent connection"
+        assert hole.upstream_closed[0] - t_cut < 3
+        assert daemon.poll() is None
+    finally:
+        sub.close(linger=0)
+        hole.close()
+        os.close(w)
+        _stop(daemon)
+        os.close(r)
+
+
 @needs_pulse
 def test_devices_lists_the_virtual_microphone(tmp_path):
     from e2e_helpers import run
