@@ -18,7 +18,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import BusyError, ConfigError
 from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_path
-from aerd.security import CurveServer, apply_curve_server, check_endpoint, use_ipv6_if_needed
+from aerd.security import (CurveServer, apply_curve_server, check_endpoint, limit_message_size,
+                           use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Relay:
         self._sockets.append(sock)
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = self.cfg.hwm
+        limit_message_size(sock)
         if curve is not None:
             auth = apply_curve_server(self._ctx, sock, curve)
             if auth is not None and auth not in self._auths:
