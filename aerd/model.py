@@ -129,7 +129,12 @@ class ModelCard:
         if n != spec.n_features:
             raise ModelError(f"{path}: n_features {n} does not match feature set ({spec.n_features})")
         onnx_file = path.parent / need("onnx", str)
-        return cls(name=need("name", str), labels=tuple(labels), features=spec, window_s=window_s,
+        name = need("name", str)   # (it names the adaptation state file: adapt-<name>.json)
+        if not (0 < len(name) <= 100 and name.isprintable() and "/" not in name
+                and not name.startswith(".")):
+            raise ModelError(f"{path}: field 'name' must be 1..100 printable characters, "
+                             f"no '/' and no leading '.', got {name!r:.60}")
+        return cls(name=name, labels=tuple(labels), features=spec, window_s=window_s,
                    hop_s=hop_s, onnx_file=onnx_file, onnx_sha256=str(raw.get("onnx_sha256", "")),
                    min_audio_s=float(min_audio_s), adaptation=dict(adaptation), raw=raw)
 
