@@ -16,6 +16,8 @@ except ImportError:
         from hashlib import sha256
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,28 @@ log = logging.getLogger(__name__)
 CARD_FORMAT = "aerd-model"
 MAX_WINDOW_S = 60.0
 """Longest analysis window a card may ask for (the window is held in memory)."""
+MAX_CARD_BYTES, MAX_ONNX_BYTES = 16 << 20, 256 << 20
+"""Largest model card and ONNX graph read (the shipped ones: 14 KB and 0.4 MB)."""
 _PKG = Path(__file__).resolve().parent
 # Installed: the wheel maps the repository's models/ to aerd/models/. From a source tree: models/.
 MODELS_DIR = _PKG / "models" if (_PKG / "models").is_dir() else _PKG.parent / "models"
+
+
+def _read_file(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; a FIFO or device (which would
+    block or never end) or a bigger file is a ModelError naming ``path``, without reading."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(f"{path}: the {what} is not a regular file")
+        if st.st_size > limit:
+            raise ModelError(f"{path}: the {what} is {st.st_size} bytes, over the "
+                             f"{limit >> 20} MiB a model may have")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
 
 
 def default_model_path() -> Path:
@@ -72,7 +93,7 @@ class ModelCard:
     @classmethod
     def load(cls, path: Path) -> "ModelCard":
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(_read_file(path, MAX_CARD_BYTES, "model card").decode("utf-8"))
         except FileNotFoundError:
             raise ModelError(f"{path}: model card not found") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -108,7 +129,12 @@ class ModelCard:
         if n != spec.n_features:
             raise ModelError(f"{path}: n_features {n} does not match feature set ({spec.n_features})")
         onnx_file = path.parent / need("onnx", str)
-        return cls(name=need("name", str), labels=tuple(labels), features=spec, window_s=window_s,
+        name = need("name", str)   # (it names the adaptation state file: adapt-<name>.json)
+        if not (0 < len(name) <= 100 and name.isprintable() and "/" not in name
+                and not name.startswith(".")):
+            raise ModelError(f"{path}: field 'name' must be 1..100 printable characters, "
+                             f"no '/' and no leading '.', got {name!r:.60}")
+        return cls(name=name, labels=tuple(labels), features=spec, window_s=window_s,
                    hop_s=hop_s, onnx_file=onnx_file, onnx_sha256=str(raw.get("onnx_sha256", "")),
                    min_audio_s=float(min_audio_s), adaptation=dict(adaptation), raw=raw)
 
@@ -180,7 +206,7 @@ class Model:
 
         card = self.card
         try:
-            blob = path.read_bytes()
+            blob = _read_file(path, MAX_ONNX_BYTES, "ONNX model")
         except OSError as e:
             raise ModelError(f"{path}: cannot read ONNX model ({e.strerror or e})") from None
         digest = sha256(blob).hexdigest()

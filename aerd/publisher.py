@@ -18,7 +18,7 @@ from .errors import BusyError, ConfigError
 from .events import Event
 from .ipcfiles import IpcFile, check_ipc_path
 from .security import (CurveClient, CurveServer, apply_curve_client, apply_curve_server,
-                       check_endpoint, use_ipv6_if_needed)
+                       check_endpoint, limit_message_size, use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class Publisher:
                 self.sock.connect(s.endpoint)
             else:
                 check_ipc_path(s.endpoint, option)
+                limit_message_size(self.sock)
                 self.sock.bind(s.endpoint)
                 self._ipc_file = IpcFile.after_bind(s.endpoint)
         except zmq.ZMQError as e:

@@ -18,7 +18,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.errors import BusyError, ConfigError
 from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_path
-from aerd.security import CurveServer, apply_curve_server, check_endpoint, use_ipv6_if_needed
+from aerd.security import (CurveServer, apply_curve_server, check_endpoint, is_local_endpoint,
+                           limit_message_size, use_ipv6_if_needed)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Relay:
         self._sockets.append(sock)
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = self.cfg.hwm
+        limit_message_size(sock)
         if curve is not None:
             auth = apply_curve_server(self._ctx, sock, curve)
             if auth is not None and auth not in self._auths:
@@ -110,6 +112,11 @@ class Relay:
             check_endpoint(cfg.backend, curve=cfg.backend_curve is not None,
                            insecure=cfg.insecure, option="--backend",
                            curve_hint="--backend-secret/--backend-clients")
+            if (cfg.frontend_curve is not None and cfg.frontend_curve.authorized_dir is None
+                    and not is_local_endpoint(cfg.frontend)):
+                log.warning("--frontend %s: CURVE without --frontend-clients: any host with a "
+                            "key of its own can publish events (any device_id) to every "
+                            "subscriber; list the daemons' public keys there", cfg.frontend)
             front_file = ipc_path(cfg.frontend)
             if cfg.frontend == cfg.backend or (front_file is not None
                                                and front_file == ipc_path(cfg.backend)):

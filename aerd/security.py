@@ -37,6 +37,15 @@ _HOST_SCHEMES = frozenset({"tcp", "udp", "ws", "wss"})
 _REMOTE_SCHEMES = frozenset({"pgm", "epgm", "norm", "tipc", "vmci"})
 _ALLOW_ANY_DOMAIN = "aerd:allow-any"
 _ZAP_ENFORCE_DOMAIN = getattr(zmq, "ZAP_ENFORCE_DOMAIN", 93)
+MAX_MESSAGE_BYTES = 65536
+"""Largest frame a bound socket accepts (events are under 2 KB). Without a limit libzmq
+allocates whatever size a peer announces, even before CURVE authentication."""
+
+
+def limit_message_size(sock: zmq.Socket) -> None:
+    """Cut off a peer that sends a frame over MAX_MESSAGE_BYTES. For bound sockets only: a
+    connecting socket would drop the link for good (libzmq does not reconnect then)."""
+    sock.maxmsgsize = MAX_MESSAGE_BYTES
 
 
 def _split_host(endpoint: str, scheme: str, rest: str) -> str:

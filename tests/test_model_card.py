@@ -35,6 +35,11 @@ BAD = [
     ({"features": {**FEATURES, "n_chroma": "x"}}, "features.n_chroma"),
     ({"features": {**FEATURES, "center": "no"}}, "features.center"),
     ({"adaptation": []}, "'adaptation' must be a table"),
+    # the name makes the adaptation state's file name: a path or a NUL lost it or crashed a save
+    ({"name": "emotion/v2"}, "field 'name' must be"),
+    ({"name": "a\u0000b"}, "field 'name' must be"),
+    ({"name": ".."}, "field 'name' must be"),
+    ({"name": ""}, "field 'name' must be"),
 ]
 
 

@@ -259,3 +259,20 @@ def test_relay_sides_on_one_port_are_a_config_error_not_busy(tmp_path: Path) -> 
                 relay.close()
     finally:
         ctx.destroy(linger=0)
+
+
+def test_a_frontend_open_to_any_key_is_warned_about(tmp_path: Path, caplog) -> None:
+    """CURVE on a reachable frontend without --frontend-clients lets any host with a key of
+    its own publish events (any device_id) to every subscriber: said in the log."""
+    _, secret = keygen(tmp_path / "keys", "relay")
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    shutil.copy(keygen(tmp_path / "keys", "d")[0], authorized / "d.key")
+    back = f"ipc://{tmp_path}/back.sock"
+    for clients, warned in ((None, True), (authorized, False)):
+        caplog.clear()
+        relay = Relay(RelayConfig("tcp://0.0.0.0:*", back, CurveServer(secret, clients), None))
+        relay.start()
+        relay.close()
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("--frontend-clients" in m and "any" in m for m in said) == warned, said
