@@ -30,7 +30,8 @@ BAD = [
     (select_hparams.main, ["--hidden", "256,0"], "--hidden", "expected a whole number from 1 up"),
     (select_hparams.main, ["--outer", "1,7"], "--outer", "folds are 1 to 5"),
     (select_hparams.main, ["--mix4", "4,4y3"], "--mix4", "bad 4-class mix '4y3'"),
-    (noise_check.main, ["--noise-dbfs=-75,loud"], "--noise-dbfs", "expected comma-separated"),
+    (noise_check.main, ["--noise-dbfs=-75,loud"], "--noise-dbfs",
+     "expected a finite number of dBFS, got 'loud' (in '-75,loud')"),
     (noise_check.main, ["--fold-alpha", "1,2,3"], "--fold-alpha", "expected 5 finite numbers"),
     (noise_check.main, ["--fold-hidden", "0,1,1,1,1"], "--fold-hidden",
      "expected a whole number from 1 up"),
@@ -41,6 +42,13 @@ BAD = [
     (train.main, ["--alpha", "-1"], "--alpha", "expected a finite number from 0 up, got '-1'"),
     (train.main, ["--alpha", "inf"], "--alpha", "expected a finite number from 0 up, got 'inf'"),
     (train.main, ["--aug", "-1"], "--aug", "expected a whole number from 0 up, got '-1'"),
+    (train.main, ["--seed", "-1"], "--seed",
+     "expected a whole number from 0 to 4294967295, got '-1'"),
+    (train.main, ["--seed", "4294967296"], "--seed", "expected a whole number from 0 to"),
+    (noise_check.main, ["--seed", "-3"], "--seed", "expected a whole number from 0 to"),
+    (noise_check.main, ["--noise-dbfs=-75,nan"], "--noise-dbfs",
+     "expected a finite number of dBFS, got 'nan'"),
+    (noise_check.main, ["--noise-dbfs=inf"], "--noise-dbfs", "expected a finite number of dBFS"),
 ]
 
 

@@ -63,6 +63,9 @@ def number_list(kind: type = float, length: int | None = None) -> Callable[[str]
 COUNT0 = number_type(int, lambda v: v >= 0, "a whole number from 0 up")
 ALPHA = number_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number from 0 up")
 POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+SEED = number_type(int, lambda v: 0 <= v < 2**32, f"a whole number from 0 to {2**32 - 1}")
+"""A training seed: what scikit-learn's ``random_state`` takes."""
+DBFS = number_type(float, lambda v: abs(v) < float("inf"), "a finite number of dBFS")
 
 
 def widths(length: int | None = None) -> Callable[[str], list]:
