@@ -212,3 +212,27 @@ def test_feature_cache_misses_when_a_clip_or_the_augmentation_code_changes(tmp_p
     monkeypatch.setattr(ds, "load_audio", lambda p: calls.append(p) or real_load(p))
     ds.extract_table(clips, spec, n_aug=1, verbose=False)
     assert calls, "features of the old augmentation code were served from the cache"
+
+
+@pytest.mark.parametrize("over,says,never", [
+    ({}, "512 units, L2 alpha 3", "per outer fold"),
+    ({"fold_hidden": [256, 256, 512, 512, 256], "fold_alpha": [1, 3, 1, 3, 3]},
+     "chosen: 256/1, 256/3, 512/1, 512/3, 256/3", "512 units, L2 alpha 3"),
+    ({"fold_alpha": [1, 3, 1, 3, 3]}, "chosen: 512/1, 512/3, 512/1, 512/3, 512/3",
+     "512 units, L2 alpha 3"),
+    ({"fold_hidden": [256, 256, 512, 512, 256]}, "chosen: 256/3, 256/3, 512/3, 512/3, 256/3",
+     "512 units, L2 alpha 3"),
+    ({"fold_hidden": [256, 256, 512, 512, 256], "fold_alpha": [1, 3, 1, 3, 3],
+      "fold_alpha4": [3, 3, 3, 3, 3]}, "chosen: 256/3, 256/3, 512/3, 512/3, 256/3)", "512/3, 512/3, 512/3"),
+], ids=["fixed", "both", "alpha-only", "hidden-only", "alpha4-only"])
+def test_model_card_recipe_names_the_settings_each_fold_used(over, says, never):
+    """The card's recipe line says which width/alpha the evaluation's folds were trained with
+    (evaluate.lao: --fold-hidden/--fold-alpha each on their own, the 4-class models taking
+    the 8-class fold width/alpha unless given their own)."""
+    from tools.evaluate import Config
+    from tools.report import markdown
+
+    cfg = Config(mlp=tr.mlp_settings(512, 3.0), **over)
+    text = markdown({"summary": {}}, {"summary": {}}, {"summary": {}}, cfg)
+    recipe = next(line for line in text.splitlines() if line.startswith("Recipe:"))
+    assert says in recipe and never not in recipe, recipe
