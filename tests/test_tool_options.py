@@ -130,7 +130,10 @@ def test_an_unreadable_clip_is_one_line_naming_it(tmp_path, capsys):
     (evaluate.main, ["--json", "{tmp}/nowhere/r.json"], "--json: directory {tmp}/nowhere does not exist"),
     (evaluate.main, ["--json", "{tmp}"], "--json: {tmp} is a directory"),
     (select_hparams.main, ["--json", "{file}/r.json"], "--json: directory {file} does not exist"),
-], ids=["models-file", "models-under-file", "json-no-dir", "json-dir", "select-json"])
+    (evaluate.main, ["--json", ""], "--json: expected a file name, got ''"),
+    (train.main, ["--models", ""], "--models: expected a directory name, got ''"),
+], ids=["models-file", "models-under-file", "json-no-dir", "json-dir", "select-json", "json-empty",
+        "models-empty"])
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(main, argv, needle, tmp_path,
                                                                     capsys):
     """Not after minutes of training or evaluation."""

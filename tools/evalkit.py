@@ -81,6 +81,8 @@ def alphas(length: int | None = None) -> Callable[[str], list]:
 def output_file(text: str) -> Path:
     """An argparse ``type`` for a file a tool writes at the end of its run: refused at once if
     it could not be written then (its directory missing or read-only, or a directory)."""
+    if not text:   # Path("") is the current directory
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory")
@@ -96,6 +98,8 @@ def output_file(text: str) -> Path:
 
 def output_dir(text: str) -> Path:
     """An argparse ``type`` for a directory a tool creates (with its parents) or fills."""
+    if not text:   # Path("") would fill the current directory
+        raise argparse.ArgumentTypeError("expected a directory name, got ''")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
