@@ -57,3 +57,33 @@ def test_quick_start_script_installs_and_runs_the_daemon(tmp_path):
     assert "installing aerd" in r.stdout, r.stdout + r.stderr
     assert r.returncode != 0   # which pip cannot do offline; the installed aerd stays as it was
     assert not (Path(sys.prefix) / ".aerd-source").exists()
+
+
+def test_test_script_makes_again_a_virtualenv_without_pip(tmp_path):
+    """tools/test.sh re-run over a .venv left without pip (an interrupted or failed
+    `python3 -m venv`) makes it again instead of failing on it at every run. The checkout's
+    path has a space; apt-get and the new virtualenv are stand-ins (no network)."""
+    checkout = tmp_path / "a checkout"
+    (checkout / "tools").mkdir(parents=True)
+    (checkout / "tools" / "test.sh").write_bytes((REPO / "tools" / "test.sh").read_bytes())
+    (checkout / "tools" / "apt-install.sh").write_text("#!/bin/sh\nexit 0\n")
+    for f in ("test.sh", "apt-install.sh"):
+        (checkout / "tools" / f).chmod(0o755)
+    subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip",
+                    str(checkout / ".venv")], check=True, timeout=120)
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "fake-python3"   # `-m venv --clear .venv`: a .venv whose python logs
+    fake.write_text(f"""#!/bin/sh
+echo "python3 $*" >>"{log}"
+rm -rf .venv && mkdir -p .venv/bin
+printf '#!/bin/sh\\necho "venv $*" >>"{log}"\\n' >.venv/bin/python
+chmod +x .venv/bin/python
+""")
+    fake.chmod(0o755)
+    r = subprocess.run(["bash", str(checkout / "tools" / "test.sh"), "-k", "nothing"],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHON": str(fake)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == "python3 -m venv --clear .venv", calls
+    assert calls[-1].startswith("venv -m pytest") and calls[-1].endswith("-k nothing"), calls

@@ -30,7 +30,8 @@ BAD = [
     (select_hparams.main, ["--hidden", "256,0"], "--hidden", "expected a whole number from 1 up"),
     (select_hparams.main, ["--outer", "1,7"], "--outer", "folds are 1 to 5"),
     (select_hparams.main, ["--mix4", "4,4y3"], "--mix4", "bad 4-class mix '4y3'"),
-    (noise_check.main, ["--noise-dbfs=-75,loud"], "--noise-dbfs", "expected comma-separated"),
+    (noise_check.main, ["--noise-dbfs=-75,loud"], "--noise-dbfs",
+     "expected a finite number of dBFS, got 'loud' (in '-75,loud')"),
     (noise_check.main, ["--fold-alpha", "1,2,3"], "--fold-alpha", "expected 5 finite numbers"),
     (noise_check.main, ["--fold-hidden", "0,1,1,1,1"], "--fold-hidden",
      "expected a whole number from 1 up"),
@@ -41,6 +42,13 @@ BAD = [
     (train.main, ["--alpha", "-1"], "--alpha", "expected a finite number from 0 up, got '-1'"),
     (train.main, ["--alpha", "inf"], "--alpha", "expected a finite number from 0 up, got 'inf'"),
     (train.main, ["--aug", "-1"], "--aug", "expected a whole number from 0 up, got '-1'"),
+    (train.main, ["--seed", "-1"], "--seed",
+     "expected a whole number from 0 to 4294967295, got '-1'"),
+    (train.main, ["--seed", "4294967296"], "--seed", "expected a whole number from 0 to"),
+    (noise_check.main, ["--seed", "-3"], "--seed", "expected a whole number from 0 to"),
+    (noise_check.main, ["--noise-dbfs=-75,nan"], "--noise-dbfs",
+     "expected a finite number of dBFS, got 'nan'"),
+    (noise_check.main, ["--noise-dbfs=inf"], "--noise-dbfs", "expected a finite number of dBFS"),
 ]
 
 
@@ -122,7 +130,10 @@ def test_an_unreadable_clip_is_one_line_naming_it(tmp_path, capsys):
     (evaluate.main, ["--json", "{tmp}/nowhere/r.json"], "--json: directory {tmp}/nowhere does not exist"),
     (evaluate.main, ["--json", "{tmp}"], "--json: {tmp} is a directory"),
     (select_hparams.main, ["--json", "{file}/r.json"], "--json: directory {file} does not exist"),
-], ids=["models-file", "models-under-file", "json-no-dir", "json-dir", "select-json"])
+    (evaluate.main, ["--json", ""], "--json: expected a file name, got ''"),
+    (train.main, ["--models", ""], "--models: expected a directory name, got ''"),
+], ids=["models-file", "models-under-file", "json-no-dir", "json-dir", "select-json", "json-empty",
+        "models-empty"])
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(main, argv, needle, tmp_path,
                                                                     capsys):
     """Not after minutes of training or evaluation."""

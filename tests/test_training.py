@@ -180,3 +180,59 @@ def test_targets_lines_report_the_daemons_events_against_the_clips():
     assert lines[1] == ("Targets not reached: 8 classes, adapted 64.0 (target 65); the daemon's "
                         "events on a continuous stream vs clips one by one, 8 classes, "
                         "adaptation on: 4.0 points lower (target at most 3 lower).")
+
+def test_feature_cache_misses_when_a_clip_or_the_augmentation_code_changes(tmp_path, data_dir,
+                                                                            monkeypatch):
+    """The cache key holds what decides the rows: a clip replaced under the same name, or an
+    edit of tools/augment.py (without a VERSION bump), must not serve the old features."""
+    import shutil
+
+    from tools import augment
+
+    monkeypatch.setattr(ds, "CACHE_DIR", tmp_path / "cache")
+    src = sorted(data_dir.glob("03-01-*.flac"))
+    clip = tmp_path / "data" / "Actor_01" / "03-01-05-02-01-01-01.flac"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(src[0], clip)
+    spec = FeatureSpec()
+    first = ds.extract_table(ds.list_clips(tmp_path / "data"), spec, verbose=False)
+    shutil.copy(src[1], clip)   # another recording under the same name
+    second = ds.extract_table(ds.list_clips(tmp_path / "data"), spec, verbose=False)
+    assert not np.array_equal(first.X, second.X)
+    np.testing.assert_array_equal(
+        second.X[0], extract_window(ds.load_audio(src[1]), spec)[0])
+
+    clips = ds.list_clips(tmp_path / "data")
+    ds.extract_table(clips, spec, n_aug=1, verbose=False)
+    edited = tmp_path / "augment.py"
+    edited.write_text(Path(augment.__file__).read_text() + "\n# edited\n")
+    monkeypatch.setattr(augment, "__file__", str(edited))
+    calls = []
+    real_load = ds.load_audio
+    monkeypatch.setattr(ds, "load_audio", lambda p: calls.append(p) or real_load(p))
+    ds.extract_table(clips, spec, n_aug=1, verbose=False)
+    assert calls, "features of the old augmentation code were served from the cache"
+
+
+@pytest.mark.parametrize("over,says,never", [
+    ({}, "512 units, L2 alpha 3", "per outer fold"),
+    ({"fold_hidden": [256, 256, 512, 512, 256], "fold_alpha": [1, 3, 1, 3, 3]},
+     "chosen: 256/1, 256/3, 512/1, 512/3, 256/3", "512 units, L2 alpha 3"),
+    ({"fold_alpha": [1, 3, 1, 3, 3]}, "chosen: 512/1, 512/3, 512/1, 512/3, 512/3",
+     "512 units, L2 alpha 3"),
+    ({"fold_hidden": [256, 256, 512, 512, 256]}, "chosen: 256/3, 256/3, 512/3, 512/3, 256/3",
+     "512 units, L2 alpha 3"),
+    ({"fold_hidden": [256, 256, 512, 512, 256], "fold_alpha": [1, 3, 1, 3, 3],
+      "fold_alpha4": [3, 3, 3, 3, 3]}, "chosen: 256/3, 256/3, 512/3, 512/3, 256/3)", "512/3, 512/3, 512/3"),
+], ids=["fixed", "both", "alpha-only", "hidden-only", "alpha4-only"])
+def test_model_card_recipe_names_the_settings_each_fold_used(over, says, never):
+    """The card's recipe line says which width/alpha the evaluation's folds were trained with
+    (evaluate.lao: --fold-hidden/--fold-alpha each on their own, the 4-class models taking
+    the 8-class fold width/alpha unless given their own)."""
+    from tools.evaluate import Config
+    from tools.report import markdown
+
+    cfg = Config(mlp=tr.mlp_settings(512, 3.0), **over)
+    text = markdown({"summary": {}}, {"summary": {}}, {"summary": {}}, cfg)
+    recipe = next(line for line in text.splitlines() if line.startswith("Recipe:"))
+    assert says in recipe and never not in recipe, recipe

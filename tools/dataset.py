@@ -173,6 +173,14 @@ def stream_windows(audio: np.ndarray, spec: FeatureSpec, window_s: float, hop_s:
             np.array([w.start for w in ws], np.float32))
 
 
+def _digest(path: Path) -> str:
+    """SHA-256 of a clip's bytes (DataError naming it if it cannot be read)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
 def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -214,13 +222,17 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
     """Whole-clip vectors (+ stream windows if ``window_s``) for each clip, ``n_aug``
     room-augmented copies per clip and one speed-perturbed copy per factor in ``speeds``
     (see tools/augment.py). Copy (``aug``) 0 is the clean clip, 1..n_aug the rooms, then
-    the speeds in order. Cached in cache/ by content key."""
+    the speeds in order. Cached in cache/ by a key of the parameters, the feature and
+    augmentation code and the clips' bytes."""
     from tools import augment
 
-    code = hashlib.sha256(b"".join((REPO / "aerd" / f).read_bytes() for f in FEATURE_CODE)).hexdigest()[:12]
+    # the code that decides the rows (the daemon's feature modules and the augmentation) and
+    # each clip's content, not only its name: an edit or a clip replaced is a cache miss
+    code = hashlib.sha256(b"".join([*((REPO / "aerd" / f).read_bytes() for f in FEATURE_CODE),
+                                    Path(augment.__file__).read_bytes()])).hexdigest()[:12]
     key = _key(spec.to_dict(), spec.n_features, code, window_s, hop_s, n_aug, aug_seed,
                augment.VERSION, list(speeds),
-               [c.path.name for c in clips])
+               [(c.path.name, _digest(c.path)) for c in clips])
     CACHE_DIR.mkdir(exist_ok=True)
     cache = CACHE_DIR / f"feat-{spec.set}-{key}.npz"
     if cache.exists():

@@ -63,6 +63,9 @@ def number_list(kind: type = float, length: int | None = None) -> Callable[[str]
 COUNT0 = number_type(int, lambda v: v >= 0, "a whole number from 0 up")
 ALPHA = number_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number from 0 up")
 POSITIVE = number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+SEED = number_type(int, lambda v: 0 <= v < 2**32, f"a whole number from 0 to {2**32 - 1}")
+"""A training seed: what scikit-learn's ``random_state`` takes."""
+DBFS = number_type(float, lambda v: abs(v) < float("inf"), "a finite number of dBFS")
 
 
 def widths(length: int | None = None) -> Callable[[str], list]:
@@ -78,6 +81,8 @@ def alphas(length: int | None = None) -> Callable[[str], list]:
 def output_file(text: str) -> Path:
     """An argparse ``type`` for a file a tool writes at the end of its run: refused at once if
     it could not be written then (its directory missing or read-only, or a directory)."""
+    if not text:   # Path("") is the current directory
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory")
@@ -93,6 +98,8 @@ def output_file(text: str) -> Path:
 
 def output_dir(text: str) -> Path:
     """An argparse ``type`` for a directory a tool creates (with its parents) or fills."""
+    if not text:   # Path("") would fill the current directory
+        raise argparse.ArgumentTypeError("expected a directory name, got ''")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")

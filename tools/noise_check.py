@@ -35,7 +35,8 @@ from tools import train as tr  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--noise-dbfs", default=[-150.0, -75.0, -65.0], type=ek.number_list(float),
+    ap.add_argument("--noise-dbfs", default=[-150.0, -75.0, -65.0],
+                    type=ek.comma_list(ek.DBFS, "numbers of dBFS"),
                     help="white-noise levels of the stream, dBFS, as --noise-dbfs=-75,-65 "
                          "(default: -150,-75,-65)")
     ap.add_argument("--fold-alpha", default=[1.0, 3.0, 1.0, 3.0, 3.0],
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fold-hidden", default=[256, 256, 512, 512, 256],
                     type=ek.widths(len(ek.FOLDS)),
                     help="width per outer fold (default: the shipped nested choice)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=ek.SEED, default=0)
     ds.add_data_option(ap)
     args = ap.parse_args(argv)
     levels, alphas, widths = args.noise_dbfs, args.fold_alpha, args.fold_hidden

@@ -114,6 +114,10 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
              cfg: Config) -> str:
     s, q, p = lao_res["summary"], seed_lao_res["summary"], seed_res["summary"]
     g = lambda d, k: fmt(d[k]) if k in d else "–"  # noqa: E731
+    # (width, alpha) of each outer fold's 8-class model, as evaluate.lao trains it
+    fold8 = [(cfg.fold_hidden[k] if cfg.fold_hidden is not None else cfg.mlp["hidden_layer_sizes"][0],
+              cfg.fold_alpha[k] if cfg.fold_alpha is not None else cfg.mlp["alpha"])
+             for k in range(5)]
     lines = [
         "## Emotion model: accuracy",
         "",
@@ -188,19 +192,24 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         f"{', '.join(f'{f:g}' for f in cfg.speeds)} (soxr resampling: pitch, formants and tempo "
         "scale together, a new \"speaker\"); StandardScaler + MLP, one hidden layer; "
         + (f"{cfg.mlp['hidden_layer_sizes'][0]} units, L2 alpha {cfg.mlp['alpha']:g}"
-           if cfg.fold_hidden is None or cfg.fold_alpha is None else
+           if cfg.fold_hidden is None and cfg.fold_alpha is None else
            "width and L2 alpha chosen together per outer fold by inner leave-actors-out CV "
            "over 256/512 x 0.3/1/3 (`tools/select_hparams.py --hidden 256,512`; chosen: "
-           + ", ".join(f"{h}/{a:g}" for h, a in zip(cfg.fold_hidden, cfg.fold_alpha))
+           + ", ".join(f"{h}/{a:g}" for h, a in fold8)
            + f"; shipped model: {cfg.mlp['hidden_layer_sizes'][0]}/{cfg.mlp['alpha']:g}, by "
-           "the same inner CV on actors 1–20, `--final`)")
+           "the same inner CV on actors 1–20, `--final`)"
+           if cfg.fold_hidden is not None and cfg.fold_alpha is not None else
+           ("width" if cfg.fold_hidden is not None else "L2 alpha") + " per outer fold as "
+           "given (width/alpha chosen: " + ", ".join(f"{h}/{a:g}" for h, a in fold8)
+           + f"; shipped model: {cfg.mlp['hidden_layer_sizes'][0]}/{cfg.mlp['alpha']:g})")
         + ". Adapted graph: the same MLP trained on per-device normalised windows computed "
         "causally in stream order, exactly as the daemon normalises them."
         + ("" if cfg.fold_alpha4 is None and cfg.fold_hidden4 is None else
            " The 4-class models take their own width and alpha per outer fold, chosen by the "
            "same inner CV scored on the 4 classes (`--classes 4`; chosen: " + ", ".join(
-               f"{h or cfg.mlp['hidden_layer_sizes'][0]}/{f'{a:g}' if a is not None else '8-class'}"
-               for h, a in zip(cfg.fold_hidden4 or [None] * 5, cfg.fold_alpha4 or [None] * 5))
+               f"{h or h8}/{f'{a:g}' if a is not None else '8-class'}"
+               for h, a, (h8, _) in zip(cfg.fold_hidden4 or [None] * 5,
+                                        cfg.fold_alpha4 or [None] * 5, fold8))
            + ").")
         + ("" if cfg.fold_mix4 is None else
            " The 4-class figures are those of a mix of models chosen per outer fold by the same "

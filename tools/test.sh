@@ -10,7 +10,10 @@ tools/apt-install.sh libportaudio2 pulseaudio pulseaudio-utils libasound2-plugin
   python3-venv
 
 PY=${PYTHON:-python3}
-[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+# a .venv without pip (left by an interrupted or failed python3 -m venv) is made again
+if ! { [[ -x .venv/bin/python ]] && .venv/bin/python -m pip --version >/dev/null 2>&1; }; then
+  "$PY" -m venv --clear .venv
+fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 rm -rf build   # a stale build/ can carry modules that no longer exist into the install
 .venv/bin/python -m pip install -q ".[test]"

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evaluate", action="store_true",
                     help="run the leave-actors-out evaluation (tools/evaluate.py) and store the "
                          "figures in the cards, figures and models/MODEL_CARD.md (slow)")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    ap.add_argument("--seed", type=ek.SEED, default=0, help="random seed (default: 0)")
     ap.add_argument("--alpha", type=ek.ALPHA, default=DEFAULT_MLP["alpha"],
                     help="MLP L2 penalty of the default model (default: %(default)s)")
     ap.add_argument("--hidden", type=WHOLE_FROM_1, default=DEFAULT_MLP["hidden_layer_sizes"][0],
