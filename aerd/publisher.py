@@ -114,17 +114,22 @@ class Publisher:
         self.sent += 1
         return True
 
+    MAX_DRAIN = 1000
+    """Subscription messages read per call: a subscriber flooding the socket cannot hold the
+    daemon's loop (and the audio) in here; the rest waits for the next call."""
+
     def poll_subscriptions(self) -> int:
-        """Drain subscription messages (bounded queue); returns the current subscription count."""
-        while True:
+        """Drain subscription messages (at most MAX_DRAIN); returns the subscription count."""
+        for _ in range(self.MAX_DRAIN):
             try:
                 msg = self.sock.recv(flags=zmq.NOBLOCK)
             except zmq.Again:
-                return self.subscribers
+                break
             if msg[:1] == b"\x01":
                 self.subscribers += 1
             elif msg[:1] == b"\x00":
                 self.subscribers = max(0, self.subscribers - 1)
+        return self.subscribers
 
     def wait_for_subscriber(self, timeout: float,
                             stop: Callable[[], bool] = lambda: False) -> bool:

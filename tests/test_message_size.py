@@ -83,3 +83,34 @@ def test_a_connecting_daemon_sets_no_limit(tmp_path):
         assert pub.sock.getsockopt(zmq.MAXMSGSIZE) == -1
     finally:
         pub.close()
+
+
+def test_a_subscription_flood_cannot_hold_the_daemon_loop(tmp_path):
+    """A subscriber sending subscriptions as fast as it can: each call of
+    poll_subscriptions (once per pass of the daemon's loop) reads at most MAX_DRAIN of them,
+    so the loop goes back to the audio; before, one call read until the socket was empty,
+    which a fast enough peer never lets happen."""
+    ep = f"ipc://{tmp_path}/flood.sock"
+    ctx = zmq.Context()
+    pub = Publisher(PublishSettings(endpoint=ep), ctx=ctx)
+    sub = ctx.socket(zmq.XSUB)
+    try:
+        sub.connect(ep)
+        n = 3 * Publisher.MAX_DRAIN
+        for i in range(n):   # distinct topics: XPUB passes each one up
+            sub.send(b"\x01topic-%d" % i)
+        deadline = time.monotonic() + 10
+        while not pub.sock.poll(100, zmq.POLLIN) and time.monotonic() < deadline:
+            pass
+        time.sleep(0.5)   # all of them queued
+        counts = [0]
+        for _ in range(10):
+            counts.append(pub.poll_subscriptions())
+        steps = [b - a for a, b in zip(counts, counts[1:])]
+        # (how many arrive depends on the sockets' high-water marks; more than one call's worth)
+        assert steps[0] == Publisher.MAX_DRAIN and counts[-1] > Publisher.MAX_DRAIN, steps
+        assert max(steps) <= Publisher.MAX_DRAIN, steps
+    finally:
+        sub.close(linger=0)
+        pub.close()
+        ctx.term()
