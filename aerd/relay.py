@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from aerd.config import PublishSettings
 from aerd.errors import BusyError, ConfigError
 from aerd.ipcfiles import IpcFile, check_ipc_path, ipc_path
+from aerd.publisher import set_heartbeat
 from aerd.security import (CurveServer, apply_curve_server, check_endpoint, is_local_endpoint,
                            limit_message_size, use_ipv6_if_needed)
 
@@ -34,6 +36,8 @@ class RelayConfig:
     backend_curve: CurveServer | None = None
     insecure: bool = False
     hwm: int = 10000
+    heartbeat_s: float = PublishSettings.heartbeat_s
+    """ZMTP pings to every peer (daemons and subscribers); a peer silent for three is dropped."""
 
 
 def _tcp_port(endpoint: str) -> str | None:
@@ -82,6 +86,7 @@ class Relay:
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = self.cfg.hwm
         limit_message_size(sock)
+        set_heartbeat(sock, self.cfg.heartbeat_s)
         if curve is not None:
             auth = apply_curve_server(self._ctx, sock, curve)
             if auth is not None and auth not in self._auths:

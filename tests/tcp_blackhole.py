@@ -58,6 +58,13 @@ class Blackhole:
             client.close()
             upstream.close()
 
+    def wait_connected(self, timeout: float = 5.0) -> bool:
+        """Wait until a connection is being forwarded."""
+        deadline = time.monotonic() + timeout
+        while not self._pairs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return bool(self._pairs)
+
     def cut(self) -> float:
         """Silence every connection open now; returns the monotonic time of the cut."""
         for pair in self._pairs:

@@ -276,3 +276,36 @@ def test_a_frontend_open_to_any_key_is_warned_about(tmp_path: Path, caplog) -> N
         relay.close()
         said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("--frontend-clients" in m and "any" in m for m in said) == warned, said
+
+
+@pytest.mark.parametrize("side", ["frontend", "backend"])
+def test_the_relay_drops_a_peer_gone_silent(tmp_path: Path, side: str) -> None:
+    """A daemon or a subscriber whose host lost power leaves a TCP connection that looks open
+    for ever (and, for a subscriber, a queue of up to hwm messages): the relay's heartbeats
+    find it silent and close it."""
+    from e2e_helpers import free_tcp_port
+    from tcp_blackhole import Blackhole
+
+    port = free_tcp_port()
+    ep = f"tcp://127.0.0.1:{port}"
+    other = f"ipc://{tmp_path}/other.sock"
+    cfg = (RelayConfig(ep, other, heartbeat_s=0.3) if side == "frontend"
+           else RelayConfig(other, ep, heartbeat_s=0.3))
+    relay = Relay(cfg)
+    ctx = zmq.Context()
+    try:
+        with RelayThread(relay):
+            hole = Blackhole(port)
+            peer = _socket(ctx, zmq.PUB if side == "frontend" else zmq.SUB)   # no heartbeats
+            if side == "backend":
+                peer.setsockopt(zmq.SUBSCRIBE, b"")
+            peer.connect(hole.endpoint)
+            assert hole.wait_connected()
+            time.sleep(0.3)   # the handshake is through
+            t_cut = hole.cut()
+            while not hole.upstream_closed and time.monotonic() < t_cut + 10:
+                time.sleep(0.05)
+            hole.close()
+            assert hole.upstream_closed and hole.upstream_closed[0] - t_cut < 3
+    finally:
+        ctx.destroy(linger=0)
