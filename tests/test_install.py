@@ -59,16 +59,54 @@ def test_quick_start_script_installs_and_runs_the_daemon(tmp_path):
     assert not (Path(sys.prefix) / ".aerd-source").exists()
 
 
+def _script_checkout(tmp_path):
+    """A checkout with tools/test.sh, tools/source-fingerprint.sh, a stand-in apt-install.sh
+    and small stand-ins for the files an install takes; its path has a space."""
+    checkout = tmp_path / "a checkout"
+    (checkout / "tools").mkdir(parents=True)
+    for f in ("test.sh", "source-fingerprint.sh"):
+        (checkout / "tools" / f).write_bytes((REPO / "tools" / f).read_bytes())
+    (checkout / "tools" / "apt-install.sh").write_text("#!/bin/sh\nexit 0\n")
+    for f in ("test.sh", "source-fingerprint.sh", "apt-install.sh"):
+        (checkout / "tools" / f).chmod(0o755)
+    for f in ("pyproject.toml", "README.md", "aerd/__init__.py", "models/default.json"):
+        (checkout / f).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / f).write_text(f)
+    return checkout
+
+
+def _logging_venv(venv, log):
+    """A stand-in virtualenv whose python logs its arguments (pip and pytest calls)."""
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\necho "venv $*" >>"{log}"\n')
+    (venv / "bin" / "python").chmod(0o755)
+
+
+def test_test_script_reinstalls_only_when_the_checkout_changed(tmp_path):
+    """A re-run of tools/test.sh over an up-to-date .venv installs nothing (so it works
+    offline; it upgraded pip and reinstalled at every run); a changed source file reinstalls."""
+    checkout = _script_checkout(tmp_path)
+    log = tmp_path / "calls.log"
+    _logging_venv(checkout / ".venv", log)
+
+    def run_and_calls():
+        log.write_text("")
+        r = subprocess.run(["bash", str(checkout / "tools" / "test.sh"), "-k", "nothing"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return [c for c in log.read_text().splitlines() if "pip install" in c]
+
+    assert run_and_calls() != []          # first run: installs
+    assert run_and_calls() == []          # nothing changed
+    (checkout / "aerd" / "__init__.py").write_text("changed")
+    assert any(".[test]" in c for c in run_and_calls())
+
+
 def test_test_script_makes_again_a_virtualenv_without_pip(tmp_path):
     """tools/test.sh re-run over a .venv left without pip (an interrupted or failed
     `python3 -m venv`) makes it again instead of failing on it at every run. The checkout's
     path has a space; apt-get and the new virtualenv are stand-ins (no network)."""
-    checkout = tmp_path / "a checkout"
-    (checkout / "tools").mkdir(parents=True)
-    (checkout / "tools" / "test.sh").write_bytes((REPO / "tools" / "test.sh").read_bytes())
-    (checkout / "tools" / "apt-install.sh").write_text("#!/bin/sh\nexit 0\n")
-    for f in ("test.sh", "apt-install.sh"):
-        (checkout / "tools" / f).chmod(0o755)
+    checkout = _script_checkout(tmp_path)
     subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip",
                     str(checkout / ".venv")], check=True, timeout=120)
     log = tmp_path / "calls.log"

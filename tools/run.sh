@@ -18,8 +18,7 @@ fi
 # Reinstall only when the checkout's installed files changed since the last install by this
 # script (a fingerprint kept in the virtualenv), so a restart works offline and starts at once.
 STAMP=$VENV/.aerd-source
-SOURCE=$(cd "$REPO" && find pyproject.toml README.md aerd models -type f \
-           ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
+SOURCE=$("$REPO/tools/source-fingerprint.sh")
 if [[ -x $VENV/bin/aerd && -f $STAMP && $(<"$STAMP") == "$SOURCE" ]]; then
   echo "tools/run.sh: aerd in $VENV is up to date with $REPO"
 else

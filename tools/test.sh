@@ -14,9 +14,19 @@ PY=${PYTHON:-python3}
 if ! { [[ -x .venv/bin/python ]] && .venv/bin/python -m pip --version >/dev/null 2>&1; }; then
   "$PY" -m venv --clear .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-rm -rf build   # a stale build/ can carry modules that no longer exist into the install
-.venv/bin/python -m pip install -q ".[test]"
+# reinstall only when the checkout's installed files changed (tools/source-fingerprint.sh),
+# so a re-run works offline
+STAMP=.venv/.aerd-source
+SOURCE=$(tools/source-fingerprint.sh)
+if [[ -f $STAMP && $(<"$STAMP") == "$SOURCE" ]]; then
+  echo "tools/test.sh: .venv is up to date with this checkout"
+else
+  rm -f "$STAMP"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  rm -rf build   # a stale build/ can carry modules that no longer exist into the install
+  .venv/bin/python -m pip install -q ".[test]"
+  printf '%s\n' "$SOURCE" >"$STAMP"
+fi
 
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
