@@ -236,3 +236,20 @@ def test_model_card_recipe_names_the_settings_each_fold_used(over, says, never):
     text = markdown({"summary": {}}, {"summary": {}}, {"summary": {}}, cfg)
     recipe = next(line for line in text.splitlines() if line.startswith("Recipe:"))
     assert says in recipe and never not in recipe, recipe
+
+
+def test_a_clip_too_short_for_any_window_is_named(tmp_path, data_dir, monkeypatch):
+    """Clips are scored by their stream windows; a clip shorter than the first window had
+    none, its score was the mean of nothing (NaN) and it counted as "neutral"."""
+    import soundfile as sf
+
+    monkeypatch.setattr(ds, "CACHE_DIR", tmp_path / "cache")
+    y, sr = sf.read(sorted(data_dir.glob("03-01-*.flac"))[0], dtype="float32")
+    clip = tmp_path / "data" / "Actor_01" / "03-01-05-02-01-01-01.flac"
+    clip.parent.mkdir(parents=True)
+    sf.write(clip, y[: sr // 2], sr)
+    clips = ds.list_clips(tmp_path / "data")
+    ds.extract_table(clips, FeatureSpec(), verbose=False)   # whole-clip vectors: fine
+    with pytest.raises(ds.DataError, match=r"03-01-05-02-01-01-01.flac: 0.50 s of audio gives "
+                                           r"no 3 s analysis window"):
+        ds.extract_table(clips, FeatureSpec(), window_s=3.0, verbose=False)

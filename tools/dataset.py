@@ -258,6 +258,9 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
                 rng = np.random.default_rng([aug_seed, ci, a, 1])
             y = audio if a == 0 else augment.apply_room(audio, room, rng)
             x, s, k, t = _clip_rows(y, spec, an, window_s, hop_s)
+            if a == 0 and window_s is not None and len(s[1]) == 0:   # (scored by its windows)
+                raise DataError(f"{c.path}: {len(audio) / SR:.2f} s of audio gives no "
+                                f"{window_s:g} s analysis window; remove the clip")
             n = sum(len(v) for v in s)
             X += x; S += s; K += k; T += t; C.append(np.full(n, ci)); A.append(np.full(n, a))
         if verbose and (ci + 1) % 200 == 0:
