@@ -192,3 +192,16 @@ def test_ctrl_c_during_training_is_an_interruption_not_a_result(capsys):
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     assert ds.tool_main("train.py", train_for_long) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["train.py: interrupted"]
+
+
+def test_actors_21_to_24_are_left_out_with_a_line(tmp_path, capsys):
+    """A full RAVDESS copy holds actors 21-24, the speakers this project keeps out so that
+    the shipped model can be judged on voices it never heard: training (and the seed
+    protocol's random split) would have used them, while the card says they were not."""
+    from tools import dataset as ds
+
+    data = _fake_ravdess(tmp_path / "ravdess", (1, 2, 21, 24))
+    clips = ds.list_clips(data)
+    assert sorted({c.actor for c in clips}) == [1, 2]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "leaving out the 16 clips of actors 21-24" in err[0], err

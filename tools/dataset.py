@@ -73,19 +73,30 @@ class Clip:
         return self.actor % 2 == 1
 
 
+HELD_OUT_ACTORS = range(21, 25)
+"""RAVDESS actors 21-24: kept out of this project's data so that the shipped model can be
+judged on speakers it never heard. If a directory holds them, the tools leave them out."""
+
+
 def list_clips(data_dir: str | Path = DEFAULT_DATA) -> list[Clip]:
-    """All speech clips under ``data_dir``/Actor_*/, sorted by name."""
+    """All speech clips under ``data_dir``/Actor_*/ but those of actors 21-24, sorted by name."""
     root = Path(data_dir)
     if not root.is_dir():
         raise DataMissing(f"data directory {root} " + ("is not a directory" if root.exists()
                                                       else "not found"))
-    clips = []
+    clips, held_out = [], 0
     for p in sorted(root.glob("Actor_*/*.flac")):
         m = _NAME.match(p.name)
         if not m:
             continue
         e, i, s, r, a = (int(g) for g in m.groups())
+        if a in HELD_OUT_ACTORS:
+            held_out += 1
+            continue
         clips.append(Clip(p, EMOTIONS[e - 1], i, s, r, a))
+    if held_out:
+        print(f"{root}: leaving out the {held_out} clips of actors 21-24 (held out for judging "
+              "the shipped model on unheard speakers)", file=sys.stderr)
     if not clips:
         raise DataMissing(f"no RAVDESS clips (Actor_*/03-01-*.flac) under {root}")
     return clips
