@@ -6,7 +6,8 @@ given.  Key files use the zmq.auth certificate format: ``name.key`` is the
 public key, ``name.key_secret`` holds both keys.  The functions are
 role-agnostic: whichever socket binds (daemon PUB, relay XPUB or XSUB) is
 usually the CURVE server.  Each CURVE server socket gets its own ZAP domain,
-so a relay's frontend and backend on one context keep separate key sets.
+so a relay's frontend and backend on one context keep separate key sets (each an
+authorised-keys directory, aerd.curvekeys, read at each connection).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.auth
-from zmq.utils import z85
 
 if TYPE_CHECKING:  # zmq.auth.thread pulls in asyncio (~6 MB RSS): imported only for CURVE
     from zmq.auth.thread import ThreadAuthenticator
 
+from aerd.curvekeys import AuthorizedKeys, key_files, valid_key
 from aerd.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -138,14 +139,6 @@ class CurveClient:
     secret_key_file: Path
 
 
-def _valid_key(key: bytes | None) -> bool:
-    """True if ``key`` is a z85-encoded 32-byte CURVE key."""
-    try:
-        return key is not None and len(key) == 40 and len(z85.decode(key)) == 32
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
 def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
     """Load a zmq.auth certificate, raising ConfigError naming ``path``."""
     if not Path(path).is_file():
@@ -154,9 +147,9 @@ def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"CURVE key file {str(path)!r} is unreadable or invalid: {exc}") from exc
-    if not _valid_key(public):
+    if not valid_key(public):
         raise ConfigError(f"CURVE key file {str(path)!r} holds no valid public-key")
-    if need_secret and not _valid_key(secret):
+    if need_secret and not valid_key(secret):
         raise ConfigError(
             f"CURVE key file {str(path)!r} holds no valid secret-key (use the .key_secret file)"
         )
@@ -179,9 +172,14 @@ def _authenticator_class() -> type:
     from zmq.auth.thread import ThreadAuthenticator
 
     class _AerdAuthenticator(ThreadAuthenticator):
+        aerd_keys: dict[str, AuthorizedKeys]   # ZAP domain -> its directory, read per check
+
         async def _authenticate_curve(self, domain: str, client_key: bytes) -> tuple[bool, bytes]:
             if domain == _ALLOW_ANY_DOMAIN:
                 return True, b"OK"
+            keys = self.aerd_keys.get(domain)
+            if keys is not None:
+                return (True, b"OK") if keys.allows(client_key) else (False, b"Unknown key")
             return await super()._authenticate_curve(domain, client_key)
 
     return _AerdAuthenticator
@@ -200,6 +198,7 @@ def _authenticator_for(ctx: zmq.Context) -> Any:
         auth = _authenticators.get(id(ctx))
         if auth is None or auth.context is not ctx:
             auth = _authenticator_class()(ctx, log=logging.getLogger(__name__ + ".zap"))
+            auth.aerd_keys = {}
             auth.start()
             _authenticators[id(ctx)] = auth
         return auth
@@ -223,22 +222,23 @@ def apply_curve_server(ctx: zmq.Context, socket: zmq.Socket,
             why = "is not a directory" if directory.exists() else "does not exist"
             raise ConfigError(f"CURVE authorized-keys directory {str(directory)!r} {why}")
         try:
-            key_files = sorted(directory.glob("*.key"))
+            files = key_files(directory)
         except OSError as exc:
             raise ConfigError(f"CURVE authorized-keys directory {str(directory)!r}: {exc}") from exc
-        for key_file in key_files:
+        for key_file in files:
             _load_cert(key_file, need_secret=False)
-        if not key_files:
+        if not files:
             raise ConfigError(f"CURVE authorized-keys directory {str(directory)!r} "
                               "holds no *.key public keys")
         domain = f"aerd:{directory.resolve()}"
         auth = _authenticator_for(ctx)
-        auth.configure_curve(domain=domain, location=str(directory))
+        auth.aerd_keys[domain] = AuthorizedKeys(directory)   # read again at each connection
         try:  # fail closed (refuse clients) if the ZAP thread is gone
             socket.setsockopt(_ZAP_ENFORCE_DOMAIN, 1)
         except zmq.ZMQError as exc:
             log.debug("ZAP_ENFORCE_DOMAIN unsupported by this libzmq: %s", exc)
-        log.info("CURVE: accepting %d client key(s) from %s", len(key_files), directory)
+        log.info("CURVE: accepting %d client key(s) from %s (read again at each connection)",
+                 len(files), directory)
     else:
         domain = _ALLOW_ANY_DOMAIN
     socket.zap_domain = domain.encode()

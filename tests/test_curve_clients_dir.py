@@ -1,0 +1,62 @@
+"""The authorised-keys directory of a CURVE server socket, read again at each connection:
+a key file added counts from the next connection, a key file removed refuses the next one;
+hidden files are not keys; the directory's path is taken literally. Real CURVE sockets and a
+real ZAP authenticator over loopback TCP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import zmq
+
+from aerd.security import CurveClient, CurveServer, apply_curve_client, apply_curve_server, keygen
+
+
+def _received(pub: zmq.Socket, sub: zmq.Socket, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.send_multipart([b"emotion", json.dumps({"device_id": "d"}).encode()])
+        if sub.poll(100):
+            sub.recv_multipart()
+            return True
+    return False
+
+
+def test_keys_added_or_removed_count_from_the_next_connection(tmp_path: Path) -> None:
+    keys = {n: keygen(tmp_path / "keys", n) for n in ("server", "a", "b")}
+    clients = tmp_path / "clients [fleet]"   # (pyzmq's loader took "[...]" as a glob class)
+    clients.mkdir()
+    shutil.copy(keys["a"][0], clients / "a.key")
+    shutil.copy(keys["b"][0], clients / ".b.key")   # hidden: an editor's or rsync's temporary
+    ctx = zmq.Context()
+    auth = None
+
+    def sub(name: str) -> zmq.Socket:
+        s = ctx.socket(zmq.SUB)
+        s.linger = 0
+        apply_curve_client(s, CurveClient(keys["server"][0], keys[name][1]))
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.connect(endpoint)
+        return s
+
+    try:
+        pub = ctx.socket(zmq.PUB)
+        pub.linger = 0
+        auth = apply_curve_server(ctx, pub, CurveServer(keys["server"][1], clients))
+        pub.bind("tcp://127.0.0.1:*")
+        endpoint = pub.last_endpoint.decode()
+        first_a = sub("a")
+        assert _received(pub, first_a, 5.0), "the listed key was refused"
+        assert not _received(pub, sub("b"), 1.0), "a hidden file's key was accepted"
+        shutil.copy(keys["b"][0], clients / "b.key")          # added while running
+        assert _received(pub, sub("b"), 5.0), "a key added while running was refused"
+        (clients / "a.key").unlink()                          # removed while running
+        assert not _received(pub, sub("a"), 1.0), "a key removed while running was accepted"
+        assert _received(pub, first_a, 5.0), "a connection made before the removal was cut"
+    finally:
+        if auth is not None:
+            auth.stop()
+        ctx.destroy(linger=0)
