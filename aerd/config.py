@@ -124,6 +124,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "publish.sndhwm": (lambda v: 1 <= v <= 1_000_000, "must be 1..1000000"),
     "publish.linger_ms": (lambda v: 0 <= v <= 60000, "must be 0..60000"),
     "publish.status_interval": (lambda v: 0.1 <= v <= 3600, "must be 0.1..3600"),
+    "publish.device_id": (lambda v: len(v) <= 200 and v.isprintable(),
+                           "must be at most 200 printable characters"),
     "publish.heartbeat_s": (lambda v: v == 0 or 0.1 <= v <= 3600, "must be 0 (off) or 0.1..3600"),
     "publish.endpoint": (lambda v: "://" in v, "must look like tcp://HOST:PORT or ipc://PATH"),
     "service.log_level": (lambda v: v in LOG_LEVELS,

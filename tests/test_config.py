@@ -111,6 +111,9 @@ def test_file_errors_name_field_and_path(tmp_path, text, field):
     ({"decision.reset_after": 1.5}, "[decision] reset_after"),
     ({"adapt.enabled": "yes"}, "[adapt] enabled"),
     ({"publish.linger_ms": -1}, "[publish] linger_ms"),
+    # in every event: one over 64 KiB would get the daemon cut off by a relay again and again
+    ({"publish.device_id": "x" * 201}, "[publish] device_id"),
+    ({"publish.device_id": "kitchen\npi"}, "[publish] device_id"),
 ])
 def test_override_errors_name_field_and_command_line(tmp_path, over, field):
     with pytest.raises(ConfigError) as e:
