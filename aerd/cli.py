@@ -190,12 +190,22 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from .listen import curve_client_from_args, listen
+    from .security import is_local_endpoint
 
     if args.count is not None and args.topic and "emotion" not in args.topic:
         raise ConfigError("--count counts emotion events, which --topic leaves out: "
                           "add --topic emotion")
+    curve = curve_client_from_args(args.server_key, args.key)
+    try:
+        local = is_local_endpoint(args.endpoint)
+    except ConfigError as e:
+        raise ConfigError(f"--endpoint: {e}") from None
+    if curve is None and not local:
+        print(f"aerd listen: warning: {args.endpoint} is another host and CURVE is off: events "
+              "come in plain text, and a device that uses CURVE sends none (--server-key, --key)",
+              file=sys.stderr)
     return listen(args.endpoint, args.count, args.timeout, args.topic or ["emotion", "status"],
-                  pretty=args.pretty, curve=curve_client_from_args(args.server_key, args.key))
+                  pretty=args.pretty, curve=curve)
 
 
 def cmd_devices(_args: argparse.Namespace) -> int:

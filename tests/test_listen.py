@@ -241,3 +241,19 @@ def test_a_connection_gone_silent_is_replaced(tmp_path):
         hole.close()
         pub.close(linger=0)
         ctx.term()
+
+
+def test_a_plain_listener_to_another_host_is_warned(tmp_path):
+    """Plain text across a network, or nothing at all from a device that uses CURVE (the
+    handshake fails and the listener waited in silence): one warning line says which."""
+    from e2e_helpers import run
+
+    far = run("listen", "--endpoint", "tcp://192.0.2.1:5556", "--timeout", "0.2", timeout=30)
+    assert far.returncode == 1
+    assert "is another host and CURVE is off" in far.stderr.splitlines()[0], far.stderr
+    near = run("listen", "--endpoint", f"ipc://{tmp_path}/x.sock", "--timeout", "0.2", timeout=30)
+    assert near.returncode == 1 and "CURVE" not in near.stderr, near.stderr
+    bad = run("listen", "--endpoint", "nonsense", "--timeout", "0.2", timeout=30)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("aerd listen: error: --endpoint: malformed endpoint "
+                                  "'nonsense': expected transport://address"), bad.stderr
