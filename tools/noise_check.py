@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, v in acc.items():
         m = 100 * np.mean(v)
         gap = "" if name == "clips" else f"  ({m - base:+.2f} points vs the clips)"
-        print(f"{name:28s} {m:5.2f} ± {100 * np.std(v):.2f}{gap}")
+        print(f"{name:28s} {m:5.2f} ± {100 * np.std(v, ddof=1):.2f}{gap}")   # (sample std, as evaluate)
     return 0
 
 

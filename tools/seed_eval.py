@@ -36,7 +36,7 @@ def seed_lao(clips: list[ds.Clip], seed: int = 0) -> dict[str, Any]:
 
 
 def heard_normalised(tab: ds.FeatureTable, clips: list[ds.Clip], heard: np.ndarray,
-                     seed: int) -> np.ndarray:
+                     seed: int, adapt: dict[str, Any] | None = None) -> np.ndarray:
     """``tab.X`` with each actor's rows (per augmentation copy: one device per room) normalised
     by the daemon's per-device normaliser after it has heard that actor's ``heard`` clips (their
     speech windows, in a random clip order; labels unused). The population statistics it
@@ -47,7 +47,7 @@ def heard_normalised(tab: ds.FeatureTable, clips: list[ds.Clip], heard: np.ndarr
     sub = tab.rows(seen)
     actors = sorted(set(actor.tolist()))
     rstd = ek.ref_std(sub, clips, actors)
-    params = ek.with_prior(ek.ADAPT, sub, clips, actors)
+    params = ek.with_prior(ek.ADAPT if adapt is None else adapt, sub, clips, actors)
     speech_win = seen & (tab.kind == 1) & (tab.speech >= ek.MIN_SPEECH)
     rng = np.random.default_rng([seed, 5])
     X = tab.X.copy()
@@ -87,7 +87,7 @@ def seed_protocol(clips: list[ds.Clip], cfg: Any, repeats: int = 5) -> dict[str,
         # our recipe; and the seed's own terms: our features, the seed's MLP settings
         # and with the daemon's adaptation: each actor's device has heard that actor's
         # training clips (the test clips are never heard before they are classified)
-        atab = replace(rtab, X=heard_normalised(rtab, clips, tr_ids, r))
+        atab = replace(rtab, X=heard_normalised(rtab, clips, tr_ids, r, cfg.adapt))
         for tag, mlp, tab in (("ours", cfg.mlp, rtab), ("ours_seedmlp", tr.SEED_MLP, rtab),
                               ("ours_seedmlp_adapted", tr.SEED_MLP, atab)):
             pipe = tr.fit(tr.make_pipeline(mlp, r), tab.X[m], yc[tab.clip[m]])
