@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools import evaluate, noise_check, select_hparams, train  # noqa: E402
+from tools import bench, evaluate, noise_check, select_hparams, train  # noqa: E402
 
 BAD = [
     (train.main, ["--evaluate", "--fold-alpha", "3,3,x,3,3"], "--fold-alpha",
@@ -49,6 +49,7 @@ BAD = [
     (noise_check.main, ["--noise-dbfs=-75,nan"], "--noise-dbfs",
      "expected a finite number of dBFS, got 'nan'"),
     (noise_check.main, ["--noise-dbfs=inf"], "--noise-dbfs", "expected a finite number of dBFS"),
+    (bench.main, ["--models", "default,"], "--models", "an empty model name (in 'default,')"),
 ]
 
 
@@ -205,3 +206,11 @@ def test_actors_21_to_24_are_left_out_with_a_line(tmp_path, capsys):
     assert sorted({c.actor for c in clips}) == [1, 2]
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "leaving out the 16 clips of actors 21-24" in err[0], err
+
+
+def test_evaluate_write_needs_the_whole_evaluation(capsys):
+    """--lao-only --write wrote nothing (the card needs every protocol), without a word."""
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--lao-only", "--write", "--data", "/nonexistent"])
+    assert e.value.code == 2
+    assert "--write needs the whole evaluation" in capsys.readouterr().err

@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
 
 from tools.dataset import tool_main  # noqa: E402
 from aerd.cliparser import SECONDS_FROM_0, WHOLE_FROM_1  # noqa: E402
-from tools.evalkit import POSITIVE, output_file  # noqa: E402
+from tools.evalkit import POSITIVE, comma_list, output_file  # noqa: E402
 
 
 def build_audio(path: Path, minutes: float) -> float:
@@ -218,15 +218,22 @@ def bench_latency(seconds: float, model: str, work: Path) -> dict:
             "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(np.max(lat))}
 
 
-def main() -> int:
+def _model_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty model name")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=POSITIVE, default=10.0)
     ap.add_argument("--latency-seconds", type=SECONDS_FROM_0, default=60.0)
-    ap.add_argument("--models", default="default,seed180", help="aerd models to measure")
+    ap.add_argument("--models", default="default,seed180", type=comma_list(_model_name, "model names"),
+                    help="aerd models to measure, comma-separated (names or card paths)")
     ap.add_argument("--skip-seed", action="store_true", help="skip the (slow) seed-style reference")
     ap.add_argument("--repeats", type=WHOLE_FROM_1, default=3, help="runs per aerd model (median reported)")
     ap.add_argument("--out", type=output_file, help="also write the results as JSON here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     # the audio and the sockets live in one temporary directory, removed at the end
     with tempfile.TemporaryDirectory(prefix="aerd-bench-") as tmp:
         work = Path(tmp)
@@ -235,10 +242,10 @@ def main() -> int:
         short_s = build_audio(short_wav, 4.0 / 60)
         print(f"audio: {long_s / 60:.1f} min 16 kHz PCM WAV (temporary)", flush=True)
         rows = [bench_aerd(m, long_wav, short_wav, long_s, short_s, args.repeats)
-                for m in args.models.split(",")]
+                for m in args.models]
         if not args.skip_seed:
             rows.append(bench_seed(long_wav))
-        lat = (bench_latency(args.latency_seconds, args.models.split(",")[0], work)
+        lat = (bench_latency(args.latency_seconds, args.models[0], work)
                if args.latency_seconds > 0 else {})
     print(f"\n{'pipeline':32} {'CPU ms/audio s':>15} {'RTF':>9} {'peak RSS MB':>12} {'ready s':>8}")
     for r in rows:

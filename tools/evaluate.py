@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="write models/confusion.png and models/MODEL_CARD.md")
     ap.add_argument("--json", default=None, type=output_file, help="also write all results to this JSON file")
     args = ap.parse_args(argv)
+    if args.lao_only and args.write:   # (the card needs every protocol's figures)
+        ap.error("--write needs the whole evaluation: leave out --lao-only")
     clips = ds.clips_or_none(args.data, "evaluate.py")
     if clips is None:
         return 2
