@@ -27,6 +27,11 @@ def is_number(v: Any) -> bool:
         return False
 
 
+MODULATION_GROUPS = 8
+"""Log-mel band groups of the modulation features (``n_mels`` must divide by it)."""
+MODULATION_BANDS_HZ = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 16.0))
+
+
 @dataclass(frozen=True)
 class VadParams:
     """Frame-level speech detection (energy + spectral flatness)."""
@@ -79,6 +84,11 @@ class FeatureSpec:
     and the FFT, as Kaldi does by default, so a microphone's DC offset changes no feature
     and is not loudness to the VAD. False: not removed (seed180, like librosa; cards
     written before it)."""
+    modulation: bool = True
+    """Rich set: 32 more features, the rhythm of speech: the log10 power of the fluctuations
+    of the log-mel envelope (8 groups of 5 bands, the window's speech frames; the others held
+    at their mean) in 4 modulation bands, 0.5-2, 2-4, 4-8 and 8-16 Hz (phrases, words,
+    syllables, fast articulation). False: not computed (cards written before it)."""
     vad: VadParams = field(default_factory=VadParams)
 
     @classmethod
@@ -86,7 +96,7 @@ class FeatureSpec:
         """The seed prototype's set with a streaming-friendly grid (hop divides 0.5 s)."""
         base = dict(set="seed180", n_fft=2048, win_length=2048, hop_length=500, center=False,
                     n_mels=128, fmin=0.0, fmax=None, n_mfcc=40, spectral_floor_db=None,
-                    voicing_clarity=False, remove_dc=False)
+                    voicing_clarity=False, remove_dc=False, modulation=False)
         base.update(over)
         return cls(**base)
 
@@ -95,7 +105,13 @@ class FeatureSpec:
         """Length of the feature vector this spec produces."""
         if self.set == "seed180":
             return self.n_mfcc + self.n_chroma + self.n_mels
-        return 3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14 + self.n_clarity
+        return (3 * self.n_mels + 2 * (self.n_mfcc - 1) + self.n_mfcc + 14 + self.n_clarity
+                + self.n_modulation)
+
+    @property
+    def n_modulation(self) -> int:
+        """Modulation features at the very end of the vector (after the clarity) or none."""
+        return MODULATION_GROUPS * len(MODULATION_BANDS_HZ) if self.modulation else 0
 
     @property
     def n_clarity(self) -> int:
@@ -118,6 +134,7 @@ class FeatureSpec:
         kw.setdefault("spectral_floor_db", None)   # cards from before the floor: none
         kw.setdefault("voicing_clarity", False)    # cards from before the clarity: none
         kw.setdefault("remove_dc", False)          # cards from before it: not removed
+        kw.setdefault("modulation", False)         # cards from before it: none
         for name in _NUMBERS:
             if name in kw and not is_number(kw[name]) and not (kw[name] is None
                                                                  and name in _OPTIONAL):
@@ -159,12 +176,15 @@ class FeatureSpec:
                              f"[-200, 0] or absent, got {floor!r}")
         if floor is not None and self.set != "rich":
             raise ModelError(f"{where}.spectral_floor_db: only the rich set has a noise floor")
-        for name in ("voicing_clarity", "remove_dc"):
+        for name in ("voicing_clarity", "remove_dc", "modulation"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ModelError(f"{where}.{name}: must be true or false, got {v!r}")
             if v and self.set != "rich":
                 raise ModelError(f"{where}.{name}: only the rich set has it")
+        if self.modulation and self.n_mels % MODULATION_GROUPS:
+            raise ModelError(f"{where}.modulation: needs n_mels divisible by "
+                             f"{MODULATION_GROUPS}, got {self.n_mels}")
         if not 0.0 <= self.vad.min_rise_db <= 100.0:
             raise ModelError(f"{where}.vad.min_rise_db: must be 0..100 dB, got {self.vad.min_rise_db!r}")
         if self.set == "rich" and not (self.sample_rate / self.f0_max >= 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .features import FrameAnalyzer, max_reduce
-from .featurespec import FeatureSpec
+from .featurespec import MODULATION_BANDS_HZ, MODULATION_GROUPS, FeatureSpec
 
 
 def speech_mask(rows: np.ndarray, analyzer: FrameAnalyzer) -> np.ndarray:
@@ -94,7 +94,7 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     n = len(speech)
     n_sp = int(np.count_nonzero(speech))
     if n_sp < 3:
-        out[s.n_features - 1 - s.n_clarity] = n_sp / n if n else 0.0   # the speech fraction
+        out[s.n_features - 1 - s.n_clarity - s.n_modulation] = n_sp / n if n else 0.0   # speech fraction
         return out
     nm, nc = s.n_mels, s.n_mfcc
     k = nm + nc  # energy column; then centroid, flatness, pitch, voicing clarity
@@ -158,7 +158,40 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
                        slope, step, v_on, s_on, n_v / n_sp, n_sp / n)
     if s.n_clarity:
         out[o + 14 : o + 16] = (mu[k + 4], sd[k + 4])
+    if s.n_modulation:
+        out[s.n_features - s.n_modulation:] = _modulation(rows[:, :nm], speech, hop_s)
     return out
+
+
+_BANDS: dict[tuple[int, float], list[np.ndarray]] = {}
+
+
+def _modulation(log_mel: np.ndarray, speech: np.ndarray, hop_s: float) -> np.ndarray:
+    """Log10 power of the speech frames' log-mel envelope fluctuations: band groups (rows) x
+    modulation bands, flattened band by band (see FeatureSpec.modulation). The frames that
+    are not speech are held at the speech frames' mean, so pauses and what fills them add
+    nothing; a Hann window over the analysis window, power per frame, mean over each band's
+    frequency bins."""
+    n, nm = log_mel.shape
+    g = np.add.reduceat(log_mel, np.arange(0, nm, nm // MODULATION_GROUPS), axis=1,
+                        dtype=np.float64)
+    g *= MODULATION_GROUPS / nm   # group means
+    g -= g[speech].mean(axis=0)
+    g[~speech] = 0.0
+    g *= np.hanning(n)[:, None]
+    power = np.abs(np.fft.rfft(g, axis=0)) ** 2 / n
+    bands = _BANDS.get((n, hop_s))
+    if bands is None:
+        if len(_BANDS) > 64:
+            _BANDS.clear()
+        f = np.fft.rfftfreq(n, d=hop_s)
+        bands = _BANDS[(n, hop_s)] = [np.flatnonzero((f >= lo) & (f < hi))
+                                      for lo, hi in MODULATION_BANDS_HZ]
+    out = np.full((len(bands), MODULATION_GROUPS), -6.0, np.float32)   # (no bin: a short window)
+    for j, idx in enumerate(bands):
+        if len(idx):
+            out[j] = np.log10(power[idx].mean(axis=0) + 1e-6)
+    return out.ravel()
 
 
 def extract_window(samples: np.ndarray, spec: FeatureSpec,

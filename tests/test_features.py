@@ -150,8 +150,29 @@ def rich_window_reference(rows, spec):
          sp[:, k + 2].mean(), sp[:, k + 2].std(), f0[voiced].mean(), f0[voiced].std(), slope,
          step, onsets(voiced) / (n_sp * hop_s), onsets(speech) / (n * hop_s),
          voiced.sum() / n_sp, n_sp / n],
-        [sp[:, k + 4].mean(), sp[:, k + 4].std()] if spec.voicing_clarity else []])
+        [sp[:, k + 4].mean(), sp[:, k + 4].std()] if spec.voicing_clarity else [],
+        modulation_reference(r[:, :nm], speech, hop_s) if spec.modulation else []])
     return feats, n_sp / n
+
+
+def modulation_reference(log_mel, speech, hop_s):
+    """The modulation features by the book: per group of 5 bands the mean envelope, the
+    speech frames' mean taken out and the other frames held there, a Hann window (by its
+    formula), the power of a plain DFT (explicit sums) per frequency k / (n * hop), mean
+    over each band's bins, log10."""
+    n = len(log_mel)
+    t = np.arange(n)
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * t / (n - 1))
+    freqs = np.arange(n // 2 + 1) / (n * hop_s)
+    dft = np.exp(-2j * np.pi * np.outer(np.arange(n // 2 + 1), t) / n)
+    out = []
+    for lo, hi in ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 16.0)):
+        for group in range(8):
+            env = log_mel[:, 5 * group : 5 * group + 5].mean(axis=1)
+            env = np.where(speech, env - env[speech].mean(), 0.0) * hann
+            power = np.abs(dft @ env) ** 2 / n
+            out.append(np.log10(power[(freqs >= lo) & (freqs < hi)].mean() + 1e-6))
+    return out
 
 
 @pytest.mark.parametrize("name", ["03-01-03-02-02-01-02.flac", "03-01-04-01-01-02-04.flac",
@@ -159,7 +180,7 @@ def rich_window_reference(rows, spec):
 @pytest.mark.parametrize("start_s, hum", [(0.0, False), (1.0, False), (0.0, True)],
                          ids=["start", "1s-in", "over-hum"])
 def test_rich_window_statistics_match_a_numpy_reference(data_dir, name, start_s, hum):
-    """The 194 statistics the model reads, from the same frame rows (checked against librosa
+    """The 226 statistics the model reads, from the same frame rows (checked against librosa
     above): the clip's first 3 s (leading silence: part speech), 3 s from 1 s in, and the
     first 3 s over a hum (the steady-sound rule decides which frames are speech)."""
     import soundfile as sf
@@ -218,8 +239,9 @@ def test_voicing_clarity_falls_as_breath_noise_rises():
         medians.append(float(np.median(an.analyze(an.frames(x))[:, -1])))
         feats, speech = extract_window(x, an.spec, an)
         assert speech > 0.9
-        means.append(float(feats[-2]))
-        assert 0 <= feats[-1] < 0.2   # a steady tone: small deviation
+        c = an.spec.n_features - an.spec.n_modulation   # (the modulation block comes last)
+        means.append(float(feats[c - 2]))
+        assert 0 <= feats[c - 1] < 0.2   # a steady tone: small deviation
     assert medians[0] > 0.95 and medians[0] > medians[1] > medians[2] > 0.3, medians
     np.testing.assert_allclose(means, medians, atol=0.05)
 
@@ -227,7 +249,7 @@ def test_voicing_clarity_falls_as_breath_noise_rises():
 def test_voicing_clarity_off_leaves_the_old_layout(win3):
     """Cards from before the clarity (voicing_clarity false): the 192 features as before,
     the clarity column of the rows zero."""
-    on, off = FeatureSpec(), FeatureSpec(voicing_clarity=False)
+    on, off = FeatureSpec(modulation=False), FeatureSpec(voicing_clarity=False, modulation=False)
     a, fa = extract_window(win3, on)
     b, fb = extract_window(win3, off)
     assert (on.n_features, off.n_features) == (194, 192) and fa == fb
@@ -423,3 +445,29 @@ def test_pitch_agrees_with_librosa_pyin_on_speech(data_dir, name):
     assert both.sum() >= 0.8 * voiced.sum() and both.sum() >= 0.5 * (ours > 0).sum()
     semis = 12.0 * np.log2(f0[both] / 55.0)
     assert np.mean(np.abs(ours[both] - semis) < 1.0) >= 0.7
+
+
+def test_modulation_off_leaves_the_old_layout(win3):
+    """Cards from before the modulation features: the 194 features as before."""
+    on, off = FeatureSpec(), FeatureSpec(modulation=False)
+    a, fa = extract_window(win3, on)
+    b, fb = extract_window(win3, off)
+    assert (on.n_features, off.n_features) == (226, 194) and fa == fb
+    np.testing.assert_array_equal(a[:194], b)
+
+
+@pytest.mark.parametrize("rate_hz, band", [(1.0, 0), (3.0, 1), (6.0, 2), (12.0, 3)])
+def test_modulation_features_find_the_rhythm(rate_hz, band):
+    """A voice-like tone (150 Hz and harmonics, so the lower band groups) whose loudness
+    swings rate_hz times a second: its modulation power is highest in the band that holds
+    the rate (0.5-2, 2-4, 4-8, 8-16 Hz). Every frame counts as speech here (a steady swing
+    is no speech to the shipped VAD), so the envelope is the swing alone."""
+    tone = harmonic_tone(150.0, seconds=3.0)
+    t = np.arange(len(tone)) / SR
+    swing = (1 + 0.7 * np.sin(2 * np.pi * rate_hz * t)).astype(np.float32)
+    spec = FeatureSpec(vad=VadParams(min_rise_db=0.0, range_db=60.0))
+    feats, speech = extract_window(tone * swing, spec)
+    assert speech == 1.0
+    power = feats[spec.n_features - spec.n_modulation:].reshape(4, 8)[:, :4].mean(axis=1)
+    assert power.argmax() == band, power
+    assert power[band] > np.delete(power, band).max() + 1.0, power   # by a factor of 10
