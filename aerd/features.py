@@ -19,7 +19,9 @@ Feature sets:
              log-mel and MFCC deltas, energy dynamics, spectral centroid and flatness, pitch
              (from the normalised autocorrelation) mean/deviation/slope/step, voicing and
              speech onset rates, voiced and speech fractions, voicing clarity (the
-             autocorrelation peak) mean/deviation (``voicing_clarity``).
+             autocorrelation peak) mean/deviation (``voicing_clarity``), and the rhythm:
+             the log modulation power of the speech frames' log-mel envelope, 8 band
+             groups x 4 bands from 0.5 to 16 Hz (``modulation``).
              No absolute loudness feature: level-invariant for speech well above the mel
              bands' noise floor (``spectral_floor_db``, white noise at -75 dBFS).
 """

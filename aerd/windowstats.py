@@ -88,7 +88,8 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     flatness mean/deviation, pitch mean/deviation, pitch slope (semitones/s, least squares
     over voiced frames), mean absolute pitch step between consecutive voiced frames, voicing
     onsets per second of speech, speech onsets per second, voiced and speech fractions, then
-    voicing clarity mean and deviation (if the spec has them)."""
+    voicing clarity mean and deviation (if the spec has them), then the modulation features
+    (if the spec has them; :func:`_modulation`)."""
     s = an.spec
     out = np.zeros(s.n_features, dtype=np.float32)
     n = len(speech)
