@@ -160,39 +160,49 @@ def _rich_features(rows: np.ndarray, speech: np.ndarray, an: FrameAnalyzer) -> n
     if s.n_clarity:
         out[o + 14 : o + 16] = (mu[k + 4], sd[k + 4])
     if s.n_modulation:
-        out[s.n_features - s.n_modulation:] = _modulation(rows[:, :nm], speech, hop_s)
+        out[s.n_features - s.n_modulation:] = _modulation(rows[:, :nm], speech, mu[:nm], hop_s)
     return out
 
 
-_BANDS: dict[tuple[int, float], list[np.ndarray]] = {}
+_MOD_CACHE: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _modulation(log_mel: np.ndarray, speech: np.ndarray, hop_s: float) -> np.ndarray:
-    """Log10 power of the speech frames' log-mel envelope fluctuations: band groups (rows) x
-    modulation bands, flattened band by band (see FeatureSpec.modulation). The frames that
-    are not speech are held at the speech frames' mean, so pauses and what fills them add
-    nothing; a Hann window over the analysis window, power per frame, mean over each band's
-    frequency bins."""
-    n, nm = log_mel.shape
-    g = np.add.reduceat(log_mel, np.arange(0, nm, nm // MODULATION_GROUPS), axis=1,
-                        dtype=np.float64)
-    g *= MODULATION_GROUPS / nm   # group means
-    g -= g[speech].mean(axis=0)
-    g[~speech] = 0.0
-    g *= np.hanning(n)[:, None]
-    power = np.abs(np.fft.rfft(g, axis=0)) ** 2 / n
-    bands = _BANDS.get((n, hop_s))
-    if bands is None:
-        if len(_BANDS) > 64:
-            _BANDS.clear()
+def _modulation_tables(n: int, nm: int, hop_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group-mean matrix nm x groups, Hann window of n, band-mean matrix bands x bins),
+    cached per window length."""
+    key = (n, nm, hop_s)
+    t = _MOD_CACHE.get(key)
+    if t is None:
+        if len(_MOD_CACHE) > 64:
+            _MOD_CACHE.clear()
+        groups = np.zeros((nm, MODULATION_GROUPS), np.float32)
+        size = nm // MODULATION_GROUPS
+        for j in range(MODULATION_GROUPS):
+            groups[j * size : (j + 1) * size, j] = 1.0 / size
         f = np.fft.rfftfreq(n, d=hop_s)
-        bands = _BANDS[(n, hop_s)] = [np.flatnonzero((f >= lo) & (f < hi))
-                                      for lo, hi in MODULATION_BANDS_HZ]
-    out = np.full((len(bands), MODULATION_GROUPS), -6.0, np.float32)   # (no bin: a short window)
-    for j, idx in enumerate(bands):
-        if len(idx):
-            out[j] = np.log10(power[idx].mean(axis=0) + 1e-6)
-    return out.ravel()
+        bands = np.zeros((len(MODULATION_BANDS_HZ), len(f)))
+        for j, (lo, hi) in enumerate(MODULATION_BANDS_HZ):
+            inside = (f >= lo) & (f < hi)
+            bands[j, inside] = 1.0 / max(1, np.count_nonzero(inside))   # (none: a short window)
+        t = _MOD_CACHE[key] = (groups, np.hanning(n).astype(np.float32), bands / n)
+    return t
+
+
+def _modulation(log_mel: np.ndarray, speech: np.ndarray, mean: np.ndarray,
+                hop_s: float) -> np.ndarray:
+    """Log10 power of the speech frames' log-mel envelope fluctuations: modulation bands x
+    band groups, flattened band by band (see FeatureSpec.modulation). ``mean``: the speech
+    frames' log-mel means. The frames that are not speech are held at that mean, so pauses
+    and what fills them add nothing; a Hann window over the analysis window, power per
+    frame, mean over each band's frequency bins (a band with none: -6)."""
+    n, nm = log_mel.shape
+    groups, hann, bands = _modulation_tables(n, nm, hop_s)
+    env = log_mel @ groups
+    env -= mean @ groups
+    env *= (hann * speech)[:, None]
+    spectrum = np.fft.rfft(env, axis=0)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    return np.log10(bands @ power + 1e-6).astype(np.float32).ravel()
 
 
 def extract_window(samples: np.ndarray, spec: FeatureSpec,
