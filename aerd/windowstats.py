@@ -168,23 +168,28 @@ _MOD_CACHE: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _modulation_tables(n: int, nm: int, hop_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(group-mean matrix nm x groups, Hann window of n, band-mean matrix bands x bins),
-    cached per window length."""
+    """For windows of ``n`` frames, cached: the group-mean matrix (nm x groups); the real and
+    imaginary rows of the DFT at the frequencies the bands hold, times a Hann window
+    (2k x n: a product, cheaper than an rFFT of every bin); the band-mean matrix (bands x k,
+    1/n for the power's scale; a band with no bin in a short window: the -6 of log10(1e-6))."""
     key = (n, nm, hop_s)
     t = _MOD_CACHE.get(key)
     if t is None:
         if len(_MOD_CACHE) > 64:
             _MOD_CACHE.clear()
-        groups = np.zeros((nm, MODULATION_GROUPS), np.float32)
         size = nm // MODULATION_GROUPS
+        groups = np.zeros((nm, MODULATION_GROUPS), np.float32)
         for j in range(MODULATION_GROUPS):
             groups[j * size : (j + 1) * size, j] = 1.0 / size
         f = np.fft.rfftfreq(n, d=hop_s)
-        bands = np.zeros((len(MODULATION_BANDS_HZ), len(f)))
+        keep = np.flatnonzero((f >= MODULATION_BANDS_HZ[0][0]) & (f < MODULATION_BANDS_HZ[-1][1]))
+        angle = 2 * np.pi * np.outer(keep, np.arange(n)) / n
+        dft = (np.vstack([np.cos(angle), -np.sin(angle)]) * np.hanning(n)).astype(np.float32)
+        bands = np.zeros((len(MODULATION_BANDS_HZ), len(keep)), np.float32)
         for j, (lo, hi) in enumerate(MODULATION_BANDS_HZ):
-            inside = (f >= lo) & (f < hi)
-            bands[j, inside] = 1.0 / max(1, np.count_nonzero(inside))   # (none: a short window)
-        t = _MOD_CACHE[key] = (groups, np.hanning(n).astype(np.float32), bands / n)
+            inside = (f[keep] >= lo) & (f[keep] < hi)
+            bands[j, inside] = 1.0 / (n * max(1, np.count_nonzero(inside)))
+        t = _MOD_CACHE[key] = (groups, dft, bands)
     return t
 
 
@@ -193,16 +198,17 @@ def _modulation(log_mel: np.ndarray, speech: np.ndarray, mean: np.ndarray,
     """Log10 power of the speech frames' log-mel envelope fluctuations: modulation bands x
     band groups, flattened band by band (see FeatureSpec.modulation). ``mean``: the speech
     frames' log-mel means. The frames that are not speech are held at that mean, so pauses
-    and what fills them add nothing; a Hann window over the analysis window, power per
-    frame, mean over each band's frequency bins (a band with none: -6)."""
+    and what fills them add nothing; a Hann window over the analysis window, the power at
+    each DFT frequency, its mean over each band's frequencies."""
     n, nm = log_mel.shape
-    groups, hann, bands = _modulation_tables(n, nm, hop_s)
+    groups, dft, bands = _modulation_tables(n, nm, hop_s)
     env = log_mel @ groups
     env -= mean @ groups
-    env *= (hann * speech)[:, None]
-    spectrum = np.fft.rfft(env, axis=0)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    return np.log10(bands @ power + 1e-6).astype(np.float32).ravel()
+    env *= speech[:, None]
+    y = dft @ env
+    y *= y
+    k = len(dft) // 2
+    return np.log10(bands @ (y[:k] + y[k:]) + np.float32(1e-6)).ravel()
 
 
 def extract_window(samples: np.ndarray, spec: FeatureSpec,
