@@ -29,6 +29,15 @@ def valid_key(key: bytes | None) -> bool:
         return False
 
 
+def load_public_key(path: Path) -> tuple[bytes, bytes | None]:
+    """zmq.auth.load_certificate, with every malformed file a ValueError: pyzmq's parser
+    raises IndexError for a ``public-key`` or ``secret-key`` line without ``=``."""
+    try:
+        return zmq.auth.load_certificate(path)
+    except IndexError:
+        raise ValueError(f"a key line without '=' in {path}") from None
+
+
 def key_files(directory: Path) -> list[Path]:
     """The ``*.key`` files of ``directory`` that are not hidden, sorted (OSError if unreadable)."""
     with os.scandir(directory) as entries:
@@ -54,7 +63,7 @@ class AuthorizedKeys:
         keys = set()
         for f in files:
             try:
-                public, _ = zmq.auth.load_certificate(f)
+                public, _ = load_public_key(f)
             except (OSError, ValueError) as e:
                 self._warn_once(f, f"not a usable public key ({e}); skipped")
                 continue
@@ -66,7 +75,11 @@ class AuthorizedKeys:
 
     def allows(self, client_key: bytes) -> bool:
         """Is the client's public key (32 raw bytes, as ZAP gives it) in the directory now?"""
-        return z85.encode(client_key) in self.read()
+        try:
+            return z85.encode(client_key) in self.read()
+        except Exception:   # noqa: BLE001 -- raised in the ZAP thread it would end it: refuse
+            log.exception("%s: checking a client key failed; refused", self.directory)
+            return False
 
     def _warn_once(self, path: Path, what: str) -> None:
         try:

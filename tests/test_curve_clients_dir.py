@@ -60,3 +60,56 @@ def test_keys_added_or_removed_count_from_the_next_connection(tmp_path: Path) ->
         if auth is not None:
             auth.stop()
         ctx.destroy(linger=0)
+
+
+def test_a_malformed_key_file_added_while_running_refuses_no_one_else(tmp_path: Path) -> None:
+    """A key file whose ``public-key`` line has no ``=`` made pyzmq's loader raise IndexError
+    in the ZAP thread: the thread died and no client was authenticated again."""
+    keys = {n: keygen(tmp_path / "keys", n) for n in ("server", "a", "b")}
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    shutil.copy(keys["a"][0], clients / "a.key")
+    ctx = zmq.Context()
+    auth = None
+
+    def sub(name: str) -> zmq.Socket:
+        s = ctx.socket(zmq.SUB)
+        s.linger = 0
+        apply_curve_client(s, CurveClient(keys["server"][0], keys[name][1]))
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.connect(endpoint)
+        return s
+
+    try:
+        pub = ctx.socket(zmq.PUB)
+        pub.linger = 0
+        auth = apply_curve_server(ctx, pub, CurveServer(keys["server"][1], clients))
+        pub.bind("tcp://127.0.0.1:*")
+        endpoint = pub.last_endpoint.decode()
+        (clients / "broken.key").write_text("metadata\ncurve\n    public-key\n")
+        assert _received(pub, sub("a"), 5.0), "a malformed key file locked out a listed key"
+        shutil.copy(keys["b"][0], clients / "b.key")
+        assert _received(pub, sub("b"), 5.0), "a key added after a malformed one was refused"
+    finally:
+        if auth is not None:
+            auth.stop()
+        ctx.destroy(linger=0)
+
+
+def test_a_malformed_key_file_at_start_is_a_config_error(tmp_path: Path) -> None:
+    import pytest
+
+    from aerd.errors import ConfigError
+
+    server = keygen(tmp_path / "keys", "server")
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "broken.key").write_text("public-key\n")
+    ctx = zmq.Context()
+    try:
+        pub = ctx.socket(zmq.PUB)
+        pub.linger = 0
+        with pytest.raises(ConfigError, match="broken.key"):
+            apply_curve_server(ctx, pub, CurveServer(server[1], clients))
+    finally:
+        ctx.destroy(linger=0)
