@@ -253,3 +253,33 @@ def test_a_clip_too_short_for_any_window_is_named(tmp_path, data_dir, monkeypatc
     with pytest.raises(ds.DataError, match=r"03-01-05-02-01-01-01.flac: 0.50 s of audio gives "
                                            r"no 3 s analysis window"):
         ds.extract_table(clips, FeatureSpec(), window_s=3.0, verbose=False)
+
+
+def test_feature_cache_misses_when_a_feature_module_changes(tmp_path, data_dir, monkeypatch):
+    """Every module whose code decides the feature values is in the cache key: an edit of
+    aerd/featurespec.py (it holds the modulation features' band edges and groups) must not
+    serve the old features."""
+    import shutil
+
+    monkeypatch.setattr(ds, "CACHE_DIR", tmp_path / "cache")
+    clip = tmp_path / "data" / "Actor_01" / "03-01-05-02-01-01-01.flac"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(sorted(data_dir.glob("03-01-*.flac"))[0], clip)
+    repo = tmp_path / "repo"
+    shutil.copytree(ds.REPO / "aerd", repo / "aerd",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(ds, "REPO", repo)
+    clips = ds.list_clips(tmp_path / "data")
+    spec = FeatureSpec()
+    ds.extract_table(clips, spec, verbose=False)
+    calls = []
+    real_load = ds.load_audio
+    monkeypatch.setattr(ds, "load_audio", lambda p: calls.append(p) or real_load(p))
+    ds.extract_table(clips, spec, verbose=False)
+    assert not calls, "the unchanged code missed the cache"
+    for module in ("featurespec.py", "windowstats.py", "features.py", "filterbanks.py"):
+        with open(repo / "aerd" / module, "a") as f:
+            f.write("\n# edited\n")
+        calls.clear()
+        ds.extract_table(clips, spec, verbose=False)
+        assert calls, f"features of the old {module} were served from the cache"

@@ -35,7 +35,7 @@ from aerd.stream import StreamExtractor  # noqa: E402
 
 DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "ravdess-16k").resolve()
 CACHE_DIR = REPO / "cache"
-FEATURE_CODE = ("features.py", "windowstats.py", "filterbanks.py", "stream.py")
+FEATURE_CODE = ("features.py", "featurespec.py", "windowstats.py", "filterbanks.py", "stream.py")
 """The modules whose code decides the feature values (their bytes are part of the cache key)."""
 SR = 16000
 
