@@ -29,9 +29,10 @@ def valid_key(key: bytes | None) -> bool:
         return False
 
 
-def load_public_key(path: Path) -> tuple[bytes, bytes | None]:
-    """zmq.auth.load_certificate, with every malformed file a ValueError: pyzmq's parser
-    raises IndexError for a ``public-key`` or ``secret-key`` line without ``=``."""
+def load_key_file(path: Path) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) of a zmq.auth key file, with every malformed file a
+    ValueError: pyzmq's parser raises IndexError for a ``public-key`` or ``secret-key`` line
+    without ``=``."""
     try:
         return zmq.auth.load_certificate(path)
     except IndexError:
@@ -63,7 +64,7 @@ class AuthorizedKeys:
         keys = set()
         for f in files:
             try:
-                public, _ = load_public_key(f)
+                public, _ = load_key_file(f)
             except (OSError, ValueError) as e:
                 self._warn_once(f, f"not a usable public key ({e}); skipped")
                 continue

@@ -28,7 +28,7 @@ import zmq.auth
 if TYPE_CHECKING:  # zmq.auth.thread pulls in asyncio (~6 MB RSS): imported only for CURVE
     from zmq.auth.thread import ThreadAuthenticator
 
-from aerd.curvekeys import AuthorizedKeys, key_files, load_public_key, valid_key
+from aerd.curvekeys import AuthorizedKeys, key_files, load_key_file, valid_key
 from aerd.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
     if not Path(path).is_file():
         raise ConfigError(f"CURVE key file {str(path)!r} does not exist or is not a file")
     try:
-        public, secret = load_public_key(path)
+        public, secret = load_key_file(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"CURVE key file {str(path)!r} is unreadable or invalid: {exc}") from exc
     if not valid_key(public):
