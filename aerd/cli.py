@@ -82,10 +82,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .publisher import Publisher
 
     # a stop or reload during start-up (loading the model, opening the input) is kept for the
-    # daemon to act on, not fatal: SIGTERM's and SIGHUP's default actions kill the process
+    # daemon to act on, not fatal: SIGTERM's and SIGHUP's default actions kill the process.
+    # A second stop while start-up still blocks (a config FIFO nobody writes, a device that
+    # hangs) ends it there.
     early: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: early.append(signum))
+    stops = (signal.SIGTERM, signal.SIGINT)
+
+    def during_start_up(signum: int, _frame: Any) -> None:
+        if signum in stops and any(e in stops for e in early):
+            raise AerdError(f"stopped by a second {signal.Signals(signum).name} during start-up")
+        early.append(signum)
+
+    for sig in (*stops, signal.SIGHUP):
+        signal.signal(sig, during_start_up)
     s = run_settings(args)
     _setup_logging(s.service.log_level)
     model = load_model(s.model.path or None, adapt=s.adapt.enabled)

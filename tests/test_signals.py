@@ -176,3 +176,31 @@ def test_a_read_error_on_stdin_ends_the_input_like_a_damaged_file(tmp_path, ctx)
     assert len(lines) == 1 and "stdin" in lines[0] and "reset" in lines[0].lower(), err
     states = [(e.get("state"), e.get("input")) for _, e in sub.events if e["topic"] == "status"]
     assert states[-1] == ("stopping", "ended"), states
+
+
+def test_a_second_stop_signal_ends_a_start_up_that_blocks(tmp_path):
+    """Start-up blocked for good (here: a config FIFO nobody writes): the first SIGTERM is
+    kept for when the daemon runs, a second one ends it there, with one line (before, only
+    SIGKILL could)."""
+    daemon, fifo, _ep = _start(tmp_path)
+    fd = None
+    try:
+        deadline = time.monotonic() + 30
+        while fd is None:   # the daemon has the FIFO open; it now waits for the config's text
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert time.monotonic() < deadline and daemon.poll() is None
+                time.sleep(0.01)
+        daemon.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert daemon.poll() is None, "the first SIGTERM during start-up must not end it"
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=5)
+    finally:
+        stop_process(daemon)
+        if fd is not None:
+            os.close(fd)
+    assert daemon.returncode == 2, (daemon.returncode, err[-800:])
+    assert err.strip().splitlines()[-1] == ("aerd run: error: stopped by a second SIGTERM "
+                                            "during start-up"), err[-800:]
