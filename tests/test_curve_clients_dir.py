@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import zmq
@@ -25,29 +26,41 @@ def _received(pub: zmq.Socket, sub: zmq.Socket, timeout: float) -> bool:
     return False
 
 
-def test_keys_added_or_removed_count_from_the_next_connection(tmp_path: Path) -> None:
-    keys = {n: keygen(tmp_path / "keys", n) for n in ("server", "a", "b")}
-    clients = tmp_path / "clients [fleet]"   # (pyzmq's loader took "[...]" as a glob class)
-    clients.mkdir()
-    shutil.copy(keys["a"][0], clients / "a.key")
-    shutil.copy(keys["b"][0], clients / ".b.key")   # hidden: an editor's or rsync's temporary
+@contextmanager
+def _server(keys: dict, clients: Path):
+    """A CURVE PUB server on loopback TCP, ``clients`` its authorised-keys directory; yields
+    (pub, sub), sub(name) connecting a CURVE subscriber with that name's key pair."""
     ctx = zmq.Context()
     auth = None
-
-    def sub(name: str) -> zmq.Socket:
-        s = ctx.socket(zmq.SUB)
-        s.linger = 0
-        apply_curve_client(s, CurveClient(keys["server"][0], keys[name][1]))
-        s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.connect(endpoint)
-        return s
-
     try:
         pub = ctx.socket(zmq.PUB)
         pub.linger = 0
         auth = apply_curve_server(ctx, pub, CurveServer(keys["server"][1], clients))
         pub.bind("tcp://127.0.0.1:*")
         endpoint = pub.last_endpoint.decode()
+
+        def sub(name: str) -> zmq.Socket:
+            s = ctx.socket(zmq.SUB)
+            s.linger = 0
+            apply_curve_client(s, CurveClient(keys["server"][0], keys[name][1]))
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+            s.connect(endpoint)
+            return s
+
+        yield pub, sub
+    finally:
+        if auth is not None:
+            auth.stop()
+        ctx.destroy(linger=0)
+
+
+def test_keys_added_or_removed_count_from_the_next_connection(tmp_path: Path) -> None:
+    keys = {n: keygen(tmp_path / "keys", n) for n in ("server", "a", "b")}
+    clients = tmp_path / "clients [fleet]"   # (pyzmq's loader took "[...]" as a glob class)
+    clients.mkdir()
+    shutil.copy(keys["a"][0], clients / "a.key")
+    shutil.copy(keys["b"][0], clients / ".b.key")   # hidden: an editor's or rsync's temporary
+    with _server(keys, clients) as (pub, sub):
         first_a = sub("a")
         assert _received(pub, first_a, 5.0), "the listed key was refused"
         assert not _received(pub, sub("b"), 1.0), "a hidden file's key was accepted"
@@ -56,10 +69,6 @@ def test_keys_added_or_removed_count_from_the_next_connection(tmp_path: Path) ->
         (clients / "a.key").unlink()                          # removed while running
         assert not _received(pub, sub("a"), 1.0), "a key removed while running was accepted"
         assert _received(pub, first_a, 5.0), "a connection made before the removal was cut"
-    finally:
-        if auth is not None:
-            auth.stop()
-        ctx.destroy(linger=0)
 
 
 def test_a_malformed_key_file_added_while_running_refuses_no_one_else(tmp_path: Path) -> None:
@@ -69,31 +78,11 @@ def test_a_malformed_key_file_added_while_running_refuses_no_one_else(tmp_path: 
     clients = tmp_path / "clients"
     clients.mkdir()
     shutil.copy(keys["a"][0], clients / "a.key")
-    ctx = zmq.Context()
-    auth = None
-
-    def sub(name: str) -> zmq.Socket:
-        s = ctx.socket(zmq.SUB)
-        s.linger = 0
-        apply_curve_client(s, CurveClient(keys["server"][0], keys[name][1]))
-        s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.connect(endpoint)
-        return s
-
-    try:
-        pub = ctx.socket(zmq.PUB)
-        pub.linger = 0
-        auth = apply_curve_server(ctx, pub, CurveServer(keys["server"][1], clients))
-        pub.bind("tcp://127.0.0.1:*")
-        endpoint = pub.last_endpoint.decode()
+    with _server(keys, clients) as (pub, sub):
         (clients / "broken.key").write_text("metadata\ncurve\n    public-key\n")
         assert _received(pub, sub("a"), 5.0), "a malformed key file locked out a listed key"
         shutil.copy(keys["b"][0], clients / "b.key")
         assert _received(pub, sub("b"), 5.0), "a key added after a malformed one was refused"
-    finally:
-        if auth is not None:
-            auth.stop()
-        ctx.destroy(linger=0)
 
 
 def test_a_malformed_key_file_at_start_is_a_config_error(tmp_path: Path) -> None:
