@@ -110,6 +110,22 @@ def _notes() -> list[str]:
     return [*p.read_text(encoding="utf-8").rstrip("\n").splitlines(), ""] if p.exists() else []
 
 
+def _width_alpha(cfg: Config, fold8: list[tuple[int, float]]) -> str:
+    """The recipe line's MLP width and L2 alpha: fixed, chosen per fold by the inner CV
+    (both given per fold), or given per fold for one of them."""
+    shipped = f"{cfg.mlp['hidden_layer_sizes'][0]}/{cfg.mlp['alpha']:g}"
+    if cfg.fold_hidden is None and cfg.fold_alpha is None:
+        return f"{cfg.mlp['hidden_layer_sizes'][0]} units, L2 alpha {cfg.mlp['alpha']:g}"
+    chosen = ", ".join(f"{h}/{a:g}" for h, a in fold8)
+    if cfg.fold_hidden is not None and cfg.fold_alpha is not None:
+        return ("width and L2 alpha chosen together per outer fold by inner leave-actors-out CV "
+                "over 256/512 x 0.3/1/3 (`tools/select_hparams.py --hidden 256,512`; chosen: "
+                f"{chosen}; shipped model: {shipped}, by the same inner CV on actors 1–20, "
+                "`--final`)")
+    return (("width" if cfg.fold_hidden is not None else "L2 alpha")
+            + f" per outer fold as given (width/alpha chosen: {chosen}; shipped model: {shipped})")
+
+
 def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: dict[str, Any],
              cfg: Config) -> str:
     s, q, p = lao_res["summary"], seed_lao_res["summary"], seed_res["summary"]
@@ -191,17 +207,7 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         f"{cfg.n_aug} room-augmented (noise, gain, reverb) and speed-perturbed by "
         f"{', '.join(f'{f:g}' for f in cfg.speeds)} (soxr resampling: pitch, formants and tempo "
         "scale together, a new \"speaker\"); StandardScaler + MLP, one hidden layer; "
-        + (f"{cfg.mlp['hidden_layer_sizes'][0]} units, L2 alpha {cfg.mlp['alpha']:g}"
-           if cfg.fold_hidden is None and cfg.fold_alpha is None else
-           "width and L2 alpha chosen together per outer fold by inner leave-actors-out CV "
-           "over 256/512 x 0.3/1/3 (`tools/select_hparams.py --hidden 256,512`; chosen: "
-           + ", ".join(f"{h}/{a:g}" for h, a in fold8)
-           + f"; shipped model: {cfg.mlp['hidden_layer_sizes'][0]}/{cfg.mlp['alpha']:g}, by "
-           "the same inner CV on actors 1–20, `--final`)"
-           if cfg.fold_hidden is not None and cfg.fold_alpha is not None else
-           ("width" if cfg.fold_hidden is not None else "L2 alpha") + " per outer fold as "
-           "given (width/alpha chosen: " + ", ".join(f"{h}/{a:g}" for h, a in fold8)
-           + f"; shipped model: {cfg.mlp['hidden_layer_sizes'][0]}/{cfg.mlp['alpha']:g})")
+        + _width_alpha(cfg, fold8)
         + ". Adapted graph: the same MLP trained on per-device normalised windows computed "
         "causally in stream order, exactly as the daemon normalises them."
         + ("" if cfg.fold_alpha4 is None and cfg.fold_hidden4 is None else
