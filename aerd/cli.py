@@ -246,13 +246,15 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
 
-    def curve(secret: str | None, clients: str | None) -> CurveServer | None:
+    def curve(side: str, secret: str | None, clients: str | None) -> CurveServer | None:
         if clients and not secret:
-            raise ConfigError("relay: a --*-clients directory needs the matching --*-secret")
+            raise ConfigError(f"--{side}-clients needs --{side}-secret: the relay's own key "
+                              f"pair for its {side}")
         return CurveServer(Path(secret), Path(clients) if clients else None) if secret else None
 
-    cfg = RelayConfig(args.frontend, args.backend, curve(args.frontend_secret, args.frontend_clients),
-                      curve(args.backend_secret, args.backend_clients), args.insecure)
+    cfg = RelayConfig(args.frontend, args.backend,
+                      curve("frontend", args.frontend_secret, args.frontend_clients),
+                      curve("backend", args.backend_secret, args.backend_clients), args.insecure)
     with Relay(cfg) as relay:
         # the proxy blocks in libzmq, so it runs in its own thread; the main thread only
         # waits for SIGTERM/SIGINT (a timed wait, so the handler always gets to run)

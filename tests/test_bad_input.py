@@ -140,6 +140,19 @@ def test_unparsable_options_fail_with_one_line_too(args, needle):
     assert len(lines) == 1 and needle in lines[0] and "--help" in lines[0], lines
 
 
+@pytest.mark.parametrize("side", ["frontend", "backend"])
+def test_relay_clients_without_secret_names_the_side(tmp_path, side):
+    """A relay's authorised-keys directory without that side's own key pair: the one line
+    names both flags of that side (it said "a --*-clients directory needs the matching
+    --*-secret", leaving the user to guess which side)."""
+    r = run("relay", "--frontend", f"ipc://{tmp_path}/f", "--backend", f"ipc://{tmp_path}/b",
+            f"--{side}-clients", str(tmp_path), timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"aerd relay: error: --{side}-clients needs --{side}-secret: the relay's "
+                     f"own key pair for its {side}"], lines
+
+
 def test_stdin_input_with_stdin_closed(tmp_path):
     import os
     import subprocess
