@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does every runtime dependency have a binary wheel for a Raspberry Pi?  (README: "On a Pi")
+# Does every runtime dependency have a binary wheel for a Raspberry Pi?  (README: "On a Raspberry Pi")
 # Usage: tools/check_wheels.sh [python-version]   e.g. 3.11 (Pi OS bookworm) or 3.13 (trixie)
 set -u
 PYV=${1:-3.11}

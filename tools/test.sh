@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone: system packages, a virtualenv, then pytest.
-# Usage: tools/test.sh [pytest args...]     (README: "Run the tests"; .ci/run calls exactly this)
+# Usage: tools/test.sh [pytest args...]     (README: "Quick start"; .ci/run calls exactly this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
