@@ -7,6 +7,7 @@ These checks run before a bind, and :class:`IpcFile` tidies up after one.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -30,14 +31,20 @@ def ipc_path(endpoint: str) -> str | None:
 def check_ipc_path(endpoint: str, option: str) -> None:
     """Before binding ``endpoint``: an ipc:// path that exists must be a socket (binding
     would replace a regular file) that no other process listens on (libzmq would take the
-    path over from it). ConfigError naming ``option`` otherwise."""
+    path over from it). ConfigError naming ``option`` otherwise; a socket file this user may
+    not connect to (another user's, in use or not) is left alone too."""
     path = ipc_path(endpoint)
     if path is not None and os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
                               "(binding would replace it)")
-        if _in_use(path):
+        err = _probe(path)
+        if err is None:
             raise BusyError(f"{option} {endpoint}: already in use by another process")
+        if err not in _STALE:
+            raise ConfigError(f"{option} {endpoint}: {path} exists and this user cannot tell "
+                              f"whether a process listens on it ({os.strerror(err)}); "
+                              "not replacing it: remove it or choose another path")
 
 
 @dataclass(frozen=True)
@@ -74,14 +81,23 @@ class IpcFile:
             log.warning("could not remove the socket file %s: %s", self.path, e.strerror)
 
 
-def _in_use(path: str) -> bool:
-    """True if another process is listening on the socket file ``path``."""
+_STALE = frozenset({errno.ECONNREFUSED, errno.ENOENT})
+"""Connect errors that show nobody listens on a socket file (so a bind may replace it).
+Any other (EACCES: another user's socket) says nothing about it: libzmq would still unlink a
+live process's socket and take its path, if the directory lets this user."""
+
+
+def _probe(path: str) -> int | None:
+    """Connect to the socket file ``path``: None if a process listens there, else the errno
+    (a timeout, a full backlog: counted as listening)."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(0.5)
         probe.connect(path)
-        return True
-    except OSError:
-        return False
+        return None
+    except (TimeoutError, BlockingIOError):
+        return None
+    except OSError as e:
+        return e.errno if e.errno is not None else errno.EIO
     finally:
         probe.close()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import socket
 import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -266,6 +270,60 @@ def test_an_ipc_endpoint_never_replaces_a_regular_file(tmp_path):
     with pytest.raises(ConfigError, match="--backend .*exists and is not a socket"):
         Relay(RelayConfig(f"ipc://{tmp_path}/front.sock", ep, None, None, insecure=False)).start()
     assert precious.read_text() == "keep me\n"
+
+
+def _as_another_user(fn):
+    """``fn()``'s text as a user that may not connect to this user's 0700 socket files: as
+    root (who may connect to any), in a child process turned into nobody; else in this one."""
+    if os.getuid() != 0:
+        return fn()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # child: never back into pytest
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(wfd, fn().encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        text = r.read().decode()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_an_ipc_socket_of_another_user_is_not_taken_over():
+    """A live socket this user may not connect to (another user's: EACCES) passed for a stale
+    one: libzmq unlinked it and bound the path, and the other daemon's subscribers reached it
+    no more. The probe only calls a file stale when the connection is refused."""
+    from aerd.config import PublishSettings
+    from aerd.publisher import Publisher
+
+    shared = Path(tempfile.mkdtemp(prefix="aerd-shared-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)   # a directory both users may write (no sticky bit)
+        path = shared / "d.sock"
+        holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        holder.bind(str(path))
+        holder.listen()
+        path.chmod(0o700 if os.getuid() == 0 else 0o500)   # the owner's; not even it writes
+        inode = path.stat().st_ino
+
+        def bind() -> str:
+            try:
+                Publisher(PublishSettings(endpoint=f"ipc://{path}")).close()
+            except ConfigError as e:
+                return str(e)
+            return "bound"
+
+        said = _as_another_user(bind)
+        holder.close()
+        assert said.startswith(f"--endpoint ipc://{path}: {path} exists and this user cannot "
+                               "tell whether a process listens on it (Permission denied)"), said
+        assert path.stat().st_ino == inode   # still the holder's
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_publisher_removes_its_socket_file_but_not_a_newer_one(tmp_path):
