@@ -125,7 +125,9 @@ def from_frames(frames: list[bytes]) -> Event:
     if cls is None:
         raise EventError(f"unknown topic {frames[0][:32]!r}")
     try:
-        data = json.loads(frames[1])
+        # decoded here: json.loads(bytes) also takes UTF-16/32 and a BOM, which the protocol
+        # (UTF-8 JSON) does not allow and readers in other languages refuse
+        data = json.loads(frames[1].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EventError(f"bad JSON payload ({e})") from None
     except RecursionError:

@@ -58,6 +58,11 @@ def payload(ev, **changes):
     ([b"emotion", b"{not json"], "JSON"),
     ([b"emotion", b"\xff\xfe\x00"], "JSON"),
     ([b"emotion", b"[1, 2]"], "object"),
+    # the protocol is UTF-8 JSON; Python's json.loads(bytes) guessed UTF-16/32 and skipped a
+    # BOM, so these passed here though a reader in another language refuses them
+    ([b"emotion", payload(emotion()).decode().encode("utf-16")], "JSON.*utf-8"),
+    ([b"emotion", payload(emotion()).decode().encode("utf-32-le")], "JSON"),
+    ([b"emotion", payload(emotion()).decode().encode("utf-8-sig")], "JSON.*BOM"),
     ([b"emotion", payload(emotion(), v=2)], "version"),
     ([b"emotion", payload(emotion(), v=...)], "version"),
     ([b"status", payload(status(), v="1")], "version"),
