@@ -263,7 +263,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         proxy = threading.Thread(target=relay.run, name="aerd-relay-proxy", daemon=True)
         proxy.start()
-        log.info("relay: daemons -> %s, subscribers <- %s", args.frontend, args.backend)
+        log.info("relay: daemons -> %s, subscribers <- %s", *relay.endpoints)
         while not stop.is_set() and proxy.is_alive():
             stop.wait(0.5)
         relay.stop()

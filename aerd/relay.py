@@ -69,6 +69,7 @@ class Relay:
         self._ctx = zmq.Context() if ctx is None else ctx
         self._sockets: list[zmq.Socket] = []
         self._ipc_files: list[IpcFile] = []
+        self._bound: list[str] = []   # the endpoints as bound, frontend first
         self._front: zmq.Socket | None = None
         self._back: zmq.Socket | None = None
         self._control: zmq.Socket | None = None  # proxy side, used only by run()
@@ -101,9 +102,18 @@ class Relay:
         made = IpcFile.after_bind(endpoint)
         if made is not None:
             self._ipc_files.append(made)
-        log.info("relay %s bound on %s%s", option.lstrip("-"), endpoint,
+        self._bound.append(sock.last_endpoint.decode())   # a wildcard port or path resolved
+        log.info("relay %s bound on %s%s", option.lstrip("-"), self._bound[-1],
                  " (CURVE)" if curve is not None else "")
         return sock
+
+    @property
+    def endpoints(self) -> tuple[str, str]:
+        """(frontend, backend) as bound: a wildcard (``tcp://host:*``, ``ipc://*``) resolved
+        to the port or path it got (read at bind: run() owns the sockets afterwards)."""
+        if len(self._bound) != 2:
+            raise RuntimeError("relay not started (call start() first)")
+        return self._bound[0], self._bound[1]
 
     def start(self) -> None:
         """Check and bind the frontend (XSUB) and backend (XPUB); ConfigError on failure."""

@@ -309,3 +309,39 @@ def test_the_relay_drops_a_peer_gone_silent(tmp_path: Path, side: str) -> None:
             assert hole.upstream_closed and hole.upstream_closed[0] - t_cut < 3
     finally:
         ctx.destroy(linger=0)
+
+
+def test_the_relay_says_where_a_wildcard_endpoint_was_bound(tmp_path: Path) -> None:
+    """`aerd relay --frontend tcp://127.0.0.1:* ...`: the log named the endpoints as given,
+    so no daemon or subscriber could learn the ports the relay got; it names them as bound,
+    and they are the ones that carry events."""
+    import queue
+    import signal
+
+    from e2e_helpers import spawn
+
+    relay = spawn("relay", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://localhost:*")
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in relay.stdout], daemon=True).start()
+    ctx = zmq.Context()
+    try:
+        line, deadline = "", time.monotonic() + 20
+        while "relay: daemons ->" not in line and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                pass
+        front, _, back = line.rstrip("\n").partition("daemons -> ")[2].partition(
+            ", subscribers <- ")
+        for ep in (front, back):
+            assert ep.startswith("tcp://127.0.0.1:") and ep[16:].isdigit(), line
+        pub, sub = _socket(ctx, zmq.PUB), _socket(ctx, zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        pub.connect(front)
+        sub.connect(back)
+        assert _collect({"d1": pub}, sub, timeout=10) == {"d1"}
+    finally:
+        ctx.destroy(linger=0)
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=10)
+    assert relay.returncode == 0
