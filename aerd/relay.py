@@ -133,8 +133,9 @@ class Relay:
                             "key of its own can publish events (any device_id) to every "
                             "subscriber; list the daemons' public keys there", cfg.frontend)
             front_file = ipc_path(cfg.frontend)
-            if cfg.frontend == cfg.backend or (front_file is not None
-                                               and front_file == ipc_path(cfg.backend)):
+            wildcard = _tcp_port(cfg.frontend) in ("*", "0") or front_file == "*"
+            if not wildcard and (cfg.frontend == cfg.backend or (
+                    front_file is not None and front_file == ipc_path(cfg.backend))):
                 raise ConfigError(f"--backend {cfg.backend!r}: the same endpoint as --frontend")
             self._front = self._bind(zmq.XSUB, cfg.frontend, cfg.frontend_curve, "--frontend")
             try:

@@ -224,6 +224,24 @@ def test_relay_refuses_the_same_endpoint_on_both_sides(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_both_sides_on_wildcard_ports_are_two_endpoints(tmp_path: Path) -> None:
+    """`tcp://127.0.0.1:*` on both sides binds two ports (as ipc://* two paths): it was
+    refused as "the same endpoint as --frontend" because the text is the same."""
+    relay = Relay(RelayConfig("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, None))
+    ctx = zmq.Context()
+    try:
+        with RelayThread(relay):
+            front, back = relay.endpoints
+            assert front != back
+            pub, sub = _socket(ctx, zmq.PUB), _socket(ctx, zmq.SUB)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            pub.connect(front)
+            sub.connect(back)
+            assert _collect({"d1": pub}, sub, timeout=10) == {"d1"}
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_relay_sides_on_one_port_are_a_config_error_not_busy(tmp_path: Path) -> None:
     """Both sides on one TCP port, written differently (the same-endpoint check compares the
     text): the backend's bind fails on the relay's own frontend. That is no endpoint "another
