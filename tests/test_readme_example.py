@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import re
 import signal
+from dataclasses import fields
 
 import pytest
+
+from aerd.events import EmotionEvent, StatusEvent
 
 from e2e_helpers import REPO, json_lines, spawn
 
@@ -53,3 +56,32 @@ def test_readme_example_sequence_is_what_the_daemon_publishes(tmp_path):
     assert len(got) == len(want), [e.get("topic") for e in got]
     for i, (g, w) in enumerate(zip(got, want)):
         same(g, w, f"README example line {i + 1}")
+
+
+README_TYPES = {"int": "int", "float": "float", "str": "str", "bool": "bool",
+                "object": "dict[str, float]"}
+
+
+def readme_fields(topic: str) -> dict[str, str]:
+    """The README's table of ``topic``'s fields: name -> type, as the code spells types."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Event protocol"):text.index("## How it works")]
+    table = re.search(rf"^`{topic}` —.*?\n\n((?:\|[^\n]*\n)+)", section, re.S | re.M)
+    assert table, f"README: no table of {topic} fields"
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.group(1).splitlines()]
+    assert rows[0][:2] == ["field", "type"], f"README: the {topic} table has no type column"
+    got = {}
+    for row in rows[2:]:
+        names = re.findall(r"`(\w+)`", row[0])
+        types = [README_TYPES.get(t.strip(), t) for t in row[1].split(",")]
+        for name, typ in zip(names, types * len(names) if len(types) == 1 else types):
+            got[name] = typ
+    return got
+
+
+@pytest.mark.parametrize("cls", [EmotionEvent, StatusEvent])
+def test_the_readme_tables_name_every_field_with_its_type(cls):
+    """Every field an event carries, in the README with the type the code sends and checks
+    (the status table had no types, and left out v, seq, ts and device_id)."""
+    want = {"v": "int", **{f.name: f.type for f in fields(cls)}}
+    assert readme_fields(cls.topic.decode()) == want
