@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -213,6 +214,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         print(f"aerd listen: warning: {args.endpoint} is another host and CURVE is off: events "
               "come in plain text, and a device that uses CURVE sends none (--server-key, --key)",
               file=sys.stderr)
+    if args.pretty and isinstance(sys.stdout, io.TextIOWrapper):
+        # the publisher's names, on a terminal that is not UTF-8 (Latin-1, EUC-JP): escaped,
+        # not a UnicodeEncodeError (JSON lines are ASCII)
+        sys.stdout.reconfigure(errors="backslashreplace")
     return listen(args.endpoint, args.count, args.timeout, args.topic or ["emotion", "status"],
                   pretty=args.pretty, curve=curve)
 

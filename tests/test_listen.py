@@ -257,3 +257,37 @@ def test_a_plain_listener_to_another_host_is_warned(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("aerd listen: error: --endpoint: malformed endpoint "
                                   "'nonsense': expected transport://address"), bad.stderr
+
+
+def test_pretty_view_on_a_terminal_that_is_not_utf8(tmp_path):
+    """`aerd listen --pretty` on a Latin-1 terminal: a device or label name it cannot encode
+    (a device_id of 'küche-厨房') ended the listener with a UnicodeEncodeError traceback; it
+    is shown escaped, and what Latin-1 has ('ü', 'ö') as it is."""
+    import signal
+
+    from e2e_helpers import env, spawn
+
+    ep = f"ipc://{tmp_path}/p.sock"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(ep)
+    listener = spawn("listen", "--endpoint", ep, "--pretty", "--count", "3", "--timeout", "20",
+                     env={**env(), "PYTHONIOENCODING": "latin-1"}, encoding="latin-1")
+    try:
+        seq = 0
+        while listener.poll() is None and seq < 1000:
+            seq += 1
+            pub.send_multipart(EmotionEvent(seq=seq, ts=1.0, device_id="küche-厨房",
+                                            label="fröhlich", confidence=0.7,
+                                            probs={"fröhlich": 0.7, "悲しい": 0.3}).to_frames())
+            time.sleep(0.02)
+        out, err = listener.communicate(timeout=10)
+    finally:
+        if listener.poll() is None:
+            listener.send_signal(signal.SIGTERM)
+            listener.communicate(timeout=10)
+        pub.close()
+        ctx.term()
+    assert listener.returncode == 0, err
+    assert out.count("küche-\\u53a8\\u623f") == 3 and out.count("FRÖHLICH") == 3, out[-300:]
+    assert out.count("\\u60b2\\u3057\\u3044") == 3 and err == "", err
