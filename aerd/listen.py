@@ -43,15 +43,24 @@ def render_pretty(ev: EmotionEvent) -> str:
 class SeqGaps:
     """Messages lost on the way, from gaps in each device's ``seq`` (which counts every
     message of a daemon run, both topics, from 1). ZeroMQ drops a slow subscriber's
-    messages without telling the publisher: only the subscriber can see them go."""
+    messages without telling the publisher: only the subscriber can see them go.
 
-    def __init__(self) -> None:
+    Bounded: past ``max_devices`` names the one heard from least recently is forgotten (a
+    publisher inventing a name per message cannot grow the listener without limit; a
+    forgotten device's next message counts as its first)."""
+
+    MAX_DEVICES = 4096
+
+    def __init__(self, max_devices: int = MAX_DEVICES) -> None:
         self._last: dict[str, int] = {}
+        self._max = max_devices
 
     def see(self, device_id: str, seq: int) -> int:
         """How many messages of ``device_id`` went missing just before this one."""
-        last = self._last.get(device_id)
+        last = self._last.pop(device_id, None)   # re-inserted: the dict's order is recency
         self._last[device_id] = seq
+        if len(self._last) > self._max:
+            del self._last[next(iter(self._last))]
         if last is None or seq <= last:   # first message seen, or the daemon restarted
             return 0
         return seq - last - 1

@@ -111,6 +111,24 @@ def test_seq_gaps_per_device_and_restarts():
     assert g.see("a", 1) == 0 and g.see("a", 2) == 0      # "a" restarted: seq from 1 again
 
 
+def test_seq_gaps_forget_the_least_recent_device_past_the_bound():
+    """A publisher inventing a device_id per message cannot grow the listener's table: past
+    the bound the device heard from least recently is forgotten, the others keep counting."""
+    from aerd.listen import SeqGaps
+
+    g = SeqGaps(max_devices=3)
+    for d in "abc":
+        g.see(d, 1)
+    assert g.see("a", 2) == 0                 # "a" is now the most recent
+    g.see("d", 1)                             # 4 names: "b" (least recent) is forgotten
+    assert len(g._last) == 3
+    assert g.see("a", 4) == 1 and g.see("c", 3) == 1 and g.see("d", 3) == 1
+    assert g.see("b", 5) == 0                 # forgotten: counted as its first message
+    for i in range(10_000):
+        g.see(f"x{i}", 1)
+    assert len(g._last) == 3
+
+
 def test_listen_skips_malformed_events_and_reports_missed_ones(tmp_path, capsys):
     """Wrong field types, JSON nested 100 000 deep: skipped with a line each, in both output
     modes; a gap in seq (messages ZeroMQ dropped for this subscriber) is reported."""
