@@ -63,7 +63,7 @@ class Relay:
 
     def __init__(self, cfg: RelayConfig, ctx: zmq.Context | None = None) -> None:
         if cfg.hwm < 0:
-            raise ConfigError(f"--hwm {cfg.hwm} must be >= 0")
+            raise ConfigError(f"relay hwm {cfg.hwm} must be >= 0")
         self.cfg = cfg
         self._own_ctx = ctx is None
         self._ctx = zmq.Context() if ctx is None else ctx
