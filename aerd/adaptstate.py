@@ -84,7 +84,8 @@ class AdaptStore:
                 log.info("adaptation state loaded from %s", p)
             except FileNotFoundError:
                 self._absent.add(p)   # the first run
-            except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError,
+                    ArithmeticError) as e:   # (a number beyond float64: OverflowError)
                 log.warning("%s: ignoring unusable adaptation state (%s)", p, e)
                 adapter = new_adapter(model.card)
         return adapter
@@ -157,7 +158,7 @@ def _describes(saved_for: Any, model: Model) -> bool:
     windows = (rest.pop("window_s", None), rest.pop("hop_s", None))
     try:
         spec = FeatureSpec.from_dict(rest)
-    except (ModelError, TypeError):
+    except (ModelError, TypeError, ArithmeticError):   # (f0_min 0, a rate beyond float64)
         return False
     return spec == model.card.features and windows == (model.card.window_s, model.card.hop_s)
 

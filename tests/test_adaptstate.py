@@ -281,3 +281,24 @@ def test_temporary_files_left_by_an_interrupted_save_are_removed_at_load(tmp_pat
     os.utime(stale, (two_hours_ago, two_hours_ago))
     assert store.load(model) is not None
     assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("where, value", [
+    (("mean", 0), 10 ** 400),              # a number beyond float64 (was an OverflowError)
+    (("features", "f0_min"), 0),           # pitch lags of 1/0 Hz (was a ZeroDivisionError)
+    (("features", "sample_rate"), 10 ** 400),
+])
+def test_a_number_beyond_float_or_a_zero_pitch_is_an_unusable_file_not_a_crash(tmp_path, caplog, where, value):
+    """Each of these stopped `aerd run` at start with a traceback (and, under systemd, again
+    every 5 s), instead of starting afresh like any other unusable state file."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, 5)
+    store.save(model, adapter)
+    path = store.path(model)
+    state = json.loads(path.read_text())
+    state[where[0]][where[1]] = value
+    path.write_text(json.dumps(state))
+    with caplog.at_level(logging.WARNING, logger="aerd.adaptstate"):
+        assert store.load(model).n == 0
+    assert len(caplog.records) == 1 and str(path) in caplog.records[0].getMessage()
