@@ -75,6 +75,38 @@ def resolve_model_path(value: str | Path | None) -> Path:
     return p
 
 
+_FEATURE_RANGES: dict[str, tuple[bool, Any, str]] = {   # name: (whole number?, ok, what)
+    "sample_rate": (True, lambda v: 1000 <= v <= 384000, "1000..384000 Hz"),
+    **{k: (True, lambda v: 1 <= v <= 1 << 20, "1..1048576 samples")
+       for k in ("n_fft", "win_length", "hop_length")},
+    **{k: (True, lambda v: 1 <= v <= 1024, "1..1024") for k in ("n_mels", "n_mfcc", "n_chroma")},
+    "top_db": (False, lambda v: v > 0, "above 0 dB"),
+    "f0_min": (False, lambda v: v > 0, "above 0 Hz"),
+    "f0_max": (False, lambda v: v > 0, "above 0 Hz"),
+    "voicing": (False, lambda v: 0 <= v <= 1, "0..1"),
+    "vad.floor_db": (False, lambda v: v <= 0, "at most 0 dBFS"),
+    "vad.range_db": (False, lambda v: v >= 0, "0 dB or more"),
+    "vad.max_flatness": (False, lambda v: 0 < v <= 1, "above 0, at most 1"),
+}
+
+
+def _check_feature_ranges(data: Any, where: str) -> None:
+    """Ranges of a card's feature parameters, checked before FeatureSpec (which divides by
+    f0_min: a 0 or an integer beyond float64 was a traceback); out of them (max_flatness
+    -1, voicing 1.5) features came out NaN or meaningless. FeatureSpec names wrong types."""
+    if not isinstance(data, dict):
+        return
+    vad = data.get("vad") if isinstance(data.get("vad"), dict) else {}
+    for name, (whole, ok, what) in _FEATURE_RANGES.items():
+        v = vad.get(name[4:]) if name.startswith("vad.") else data.get(name)
+        usable = (type(v) is int) if whole else is_number(v)
+        if usable and not ok(v):
+            raise ModelError(f"{where}.{name}: must be {what}, got {v!r:.40}")
+    f0 = data.get("f0_min"), data.get("f0_max")
+    if all(is_number(v) for v in f0) and not f0[0] < f0[1]:
+        raise ModelError(f"{where}.f0_min: must be below f0_max, got {f0[0]!r} and {f0[1]!r}")
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """The parts of a model card the runtime needs (the card holds more: metrics, data)."""
@@ -111,9 +143,11 @@ class ModelCard:
         labels = need("labels", list)
         if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
             raise ModelError(f"{path}: field 'labels' must be two or more distinct strings")
-        spec = FeatureSpec.from_dict(need("features", dict), where=f"{path}: features")
-        window_s, hop_s = float(need("window_s", (int, float))), float(need("hop_s", (int, float)))
-        if (not 0 < hop_s <= window_s <= MAX_WINDOW_S
+        _check_feature_ranges(need("features", dict), f"{path}: features")
+        spec = FeatureSpec.from_dict(raw["features"], where=f"{path}: features")
+        window_s, hop_s = need("window_s", (int, float)), need("hop_s", (int, float))
+        if (not (is_number(window_s) and is_number(hop_s))
+                or not 0 < hop_s <= window_s <= MAX_WINDOW_S
                 or window_s * spec.sample_rate < spec.n_fft):
             raise ModelError(f"{path}: window_s/hop_s must satisfy 0 < hop_s <= window_s <= "
                              f"{MAX_WINDOW_S:g}, window >= n_fft")
@@ -134,8 +168,11 @@ class ModelCard:
                 and not name.startswith(".")):
             raise ModelError(f"{path}: field 'name' must be 1..100 printable characters, "
                              f"no '/' and no leading '.', got {name!r:.60}")
-        return cls(name=name, labels=tuple(labels), features=spec, window_s=window_s,
-                   hop_s=hop_s, onnx_file=onnx_file, onnx_sha256=str(raw.get("onnx_sha256", "")),
+        sha = raw.get("onnx_sha256", "")
+        if not isinstance(sha, str):
+            raise ModelError(f"{path}: field 'onnx_sha256' must be a string of hex digits")
+        return cls(name=name, labels=tuple(labels), features=spec, window_s=float(window_s),
+                   hop_s=float(hop_s), onnx_file=onnx_file, onnx_sha256=sha,
                    min_audio_s=float(min_audio_s), adaptation=dict(adaptation), raw=raw)
 
 

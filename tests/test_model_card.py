@@ -40,6 +40,23 @@ BAD = [
     ({"name": "a\u0000b"}, "field 'name' must be"),
     ({"name": ".."}, "field 'name' must be"),
     ({"name": ""}, "field 'name' must be"),
+    # a traceback, not one line: a division by zero or an integer beyond float64
+    ({"features": {**FEATURES, "f0_min": 0}}, "features.f0_min"),
+    ({"features": {**FEATURES, "f0_max": 0}}, "features.f0_max"),
+    ({"window_s": 10 ** 400}, "window_s"),
+    ({"hop_s": 10 ** 400}, "hop_s"),
+    ({"features": {**FEATURES, "sample_rate": 10 ** 400}}, "features.sample_rate"),
+    ({"features": {**FEATURES, "hop_length": 2 ** 63}}, "features.hop_length"),
+    # accepted, and every feature vector came out NaN or meaningless
+    ({"features": {**FEATURES, "vad": {**VAD, "max_flatness": -1}}}, "features.vad.max_flatness"),
+    ({"features": {**FEATURES, "vad": {**VAD, "range_db": -5}}}, "features.vad.range_db"),
+    ({"features": {**FEATURES, "vad": {**VAD, "floor_db": 20}}}, "features.vad.floor_db"),
+    ({"features": {**FEATURES, "voicing": 1.5}}, "features.voicing"),
+    ({"features": {**FEATURES, "top_db": -1}}, "features.top_db"),
+    ({"features": {**FEATURES, "f0_min": 500.0}}, "features.f0_min"),   # above f0_max
+    ({"features": {**FEATURES, "n_chroma": 10 ** 30}}, "features.n_chroma"),
+    # it said "sha256 does not match the model card (file changed or corrupt)"
+    ({"onnx_sha256": 5}, "field 'onnx_sha256'"),
 ]
 
 
