@@ -18,10 +18,19 @@ from typing import Any
 
 from .config import AdaptSettings
 from .errors import ModelError
-from .featurespec import FeatureSpec
+from .featurespec import FeatureSpec, is_number
 from .model import Model
 
 log = logging.getLogger(__name__)
+
+
+_PARAMETERS = {   # name: (whole number?, ok, what); FeatureNormalizer.from_card casts them
+    "warmup_windows": (True, lambda v: v >= 1, "a whole number from 1"),
+    "max_count": (True, lambda v: v >= 1, "a whole number from 1"),
+    "min_std": (False, lambda v: v > 0, "a number above 0"),   # (it keeps the divisor above 0)
+    "clip": (False, lambda v: v > 0, "a number above 0"),
+    "prior_count": (False, lambda v: v >= 0, "a number from 0"),
+}
 
 
 def new_adapter(card: Any) -> Any:
@@ -29,8 +38,16 @@ def new_adapter(card: Any) -> Any:
     ``adaptation`` table is a ModelError naming the card)."""
     from .adapt import FeatureNormalizer
 
+    table = card.adaptation
     try:
-        return FeatureNormalizer.from_card(card.adaptation, card.features.n_features)
+        for key, (whole, ok, what) in _PARAMETERS.items():
+            v = table.get(key)
+            if key in table and not ((type(v) is int) if whole else is_number(v)) or not ok(v):
+                raise ValueError(f"{key} must be {what}, got {v!r:.40}")
+        adapter = FeatureNormalizer.from_card(table, card.features.n_features)
+        if (adapter.ref_std < 0).any():
+            raise ValueError("ref_std must hold no negative deviation")
+        return adapter
     except (ValueError, TypeError, IndexError, OverflowError) as e:
         raise ModelError(f"model {card.name}: bad 'adaptation' table in its card ({e})") from None
 

@@ -74,9 +74,17 @@ def test_bad_field_is_a_model_error_naming_it(tmp_path, changes, needle):
     assert str(path) in str(e.value) and needle in str(e.value)
 
 
-@pytest.mark.parametrize("changes", [{"ref_std": [1.0, 2.0, 3.0]}, {"std_bounds": [1.0]},
-                                     {"warmup_windows": float("inf")}],
-                         ids=["ref_std", "std_bounds", "warmup"])
+BAD_ADAPT = [{"ref_std": [1.0, 2.0, 3.0]}, {"std_bounds": [1.0]}, {"warmup_windows": float("inf")},
+             # accepted: every adapted window came out as the same vector (-clip everywhere)
+             {"clip": -1.0}, {"clip": 0},
+             # accepted and truncated or read as 1
+             {"warmup_windows": 2.5}, {"warmup_windows": True}, {"max_count": 2000.5},
+             # a deviation of 0 divides by zero
+             {"min_std": 0.0, "ref_std": [0.0] * len(ADAPT["ref_std"])},
+             {"ref_std": [-1.0] * len(ADAPT["ref_std"])}, {"prior_count": True}]
+
+
+@pytest.mark.parametrize("changes", BAD_ADAPT, ids=[",".join(c) for c in BAD_ADAPT])
 def test_bad_adaptation_table_is_a_model_error(tmp_path, changes):
     path = card_file(tmp_path, {"adaptation": {**ADAPT, **changes}})
     model = load_model(path, adapt=True)
