@@ -35,6 +35,8 @@ def _setup_logging(level: str, stream: Any = None) -> None:
 
 
 def run_settings(args: argparse.Namespace) -> config.Settings:
+    if args.config == "":   # (an unset variable: `--config "$CONFIG"` ran on the defaults)
+        raise ConfigError("--config: an empty path; give a TOML file or leave --config out")
     overrides = {dotted: getattr(args, flag[2:].replace("-", "_"))
                  for flag, (dotted, _) in RUN_FLAGS.items()}
     overrides = {k: v for k, v in overrides.items() if v is not None}

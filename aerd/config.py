@@ -27,7 +27,8 @@ class InputSettings:
     fast: bool = False
     """Files: process as fast as possible instead of at real-time pace."""
     buffer_s: float = 10.0
-    """Capacity of the capture ring buffer, seconds; audio beyond it is dropped and counted."""
+    """Capacity of the capture ring buffer, seconds (at least two blocks); audio beyond it is
+    dropped and counted."""
     block_s: float = 0.05
     """Size of the blocks audio is read in, seconds."""
 
@@ -204,4 +205,12 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
                                   f"(sections: {', '.join(_SECTIONS)})")
             flat.update({f"{section}.{k}": v for k, v in table.items()})
         settings = apply(settings, flat, str(p))
-    return apply(settings, overrides or {}, "command line", flags)
+    settings = apply(settings, overrides or {}, "command line", flags)
+    buffer_s, block_s = settings.input.buffer_s, settings.input.block_s
+    if buffer_s < 2 * block_s:   # the ring would drop part of every block (or all of it)
+        on_line = {"input.buffer_s", "input.block_s"} & set(overrides or {})
+        name = {k: (flags or {}).get(k, f"[input] {k[6:]}") for k in ("input.buffer_s", "input.block_s")}
+        raise ConfigError(f"{'command line' if on_line or not path else path}: "
+                          f"{name['input.buffer_s']} ({buffer_s:g} s) must hold at least two "
+                          f"blocks of {name['input.block_s']} ({block_s:g} s)")
+    return settings

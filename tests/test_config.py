@@ -144,6 +144,29 @@ def test_connect_and_endpoint_flags_together_are_refused():
     assert (s.endpoint, s.connect) == ("ipc:///tmp/b.sock", True)
 
 
+def test_a_capture_buffer_smaller_than_two_blocks_is_refused(tmp_path):
+    """buffer_s 0.5 with block_s 1.0 was accepted: the microphone's ring buffer, smaller than
+    one block, dropped part of every block it was given (half of all audio)."""
+    p = write(tmp_path, "[input]\nbuffer_s = 0.5\nblock_s = 1.0\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(p)
+    assert str(e.value) == (f"{p}: [input] buffer_s (0.5 s) must hold at least two blocks of "
+                            "[input] block_s (1 s)")
+    p = write(tmp_path, "[input]\nbuffer_s = 0.5\n")
+    with pytest.raises(ConfigError, match="^command line: .*buffer_s"):
+        config.load(p, {"input.block_s": 0.3})
+    assert config.load(p, {"input.block_s": 0.25}).input.buffer_s == 0.5   # two blocks fit
+
+
+def test_an_empty_config_path_is_refused():
+    """`aerd run --config "$CONFIG"` with the variable unset ran on the defaults, silently."""
+    from aerd.cli import run_settings
+    from aerd.cliparser import build_parser
+
+    with pytest.raises(ConfigError, match="^--config: an empty path"):
+        run_settings(build_parser().parse_args(["run", "--config", ""]))
+
+
 def test_device_index_as_a_toml_integer(tmp_path):
     """[input] device is "an index or a name substring": `device = 2` was refused (must be
     str); it means the index 2, as --device 2 does."""
