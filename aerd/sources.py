@@ -67,18 +67,23 @@ FAST_BLOCK_S = 8.0
 """Block a file is read in with ``fast`` (seconds of audio), up to FAST_BLOCK_SAMPLES."""
 FAST_BLOCK_SAMPLES = 131072
 """Most interleaved samples in one ``fast`` block (8.2 s of 16 kHz mono)."""
+FILE_RATES = (1000, 384000)
+"""Sample rates (Hz) a file may have, as for ``[input] rate``: a header claiming 1 Hz would make
+seconds of samples hours of audio to resample and analyse."""
 MPEG_FRAME = 1152
 """Samples per MPEG-1 Layer III frame (two MPEG-2 frames): MP3 files are read in whole ones."""
 
 
 class FileSource:
-    """An audio file (any rate, mono or stereo), replayed at real-time pace unless ``fast``."""
+    """An audio file (1..384 kHz, any channels: averaged), replayed at real-time pace unless ``fast``."""
 
     def __init__(self, path: str | Path, rate: int, fast: bool = False, block_s: float = 0.05):
         import soundfile as sf
 
         self.path = Path(path)
         self.name = str(path)
+        if self.name == "":   # (Path("") is the current directory)
+            raise AudioError("'': an empty file name")
         if not self.path.exists():
             raise AudioError(f"{path}: no such file")
         if self.path.is_dir():
@@ -93,6 +98,10 @@ class FileSource:
             self._f.close()
             raise AudioError(f"{path}: audio file is empty")
         self.file_rate = self._f.samplerate
+        if not FILE_RATES[0] <= self.file_rate <= FILE_RATES[1]:
+            self._f.close()
+            raise AudioError(f"{path}: its header says {self.file_rate} Hz; audio files are read "
+                             f"at {FILE_RATES[0]}..{FILE_RATES[1]} Hz")
         self._float_file = not str(self._f.subtype).startswith(("PCM", "ULAW", "ALAW"))
         self.channels = self._f.channels
         self._resample = Resampler(self.file_rate, rate)

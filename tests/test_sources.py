@@ -98,6 +98,21 @@ def test_error_text_file(tmp_path):
     _assert_audio_error(p, "not a readable audio file")
 
 
+@pytest.mark.parametrize("rate", [1, 999, 384001])
+def test_error_a_rate_no_audio_has(tmp_path, rate):
+    """A header claiming 1 Hz made 3 s of samples 13 hours of audio, resampled 16000-fold
+    (`aerd classify` ran for hours); the rates refused are those [input] rate refuses."""
+    p = tmp_path / "odd.wav"
+    sf.write(p, np.zeros(48000, np.float32), rate)
+    _assert_audio_error(p, f"{rate} Hz", "1000..384000")
+
+
+def test_error_an_empty_file_name():
+    """`aerd classify ''` said ": is a directory, not an audio file" (the path '' is '.')."""
+    with pytest.raises(AudioError, match="^'': an empty file name$"):
+        FileSource("", RATE, fast=True)
+
+
 @pytest.mark.parametrize("ext", ["wav", "ogg"])
 def test_error_empty_audio(tmp_path, ext):
     p = tmp_path / f"empty.{ext}"
