@@ -127,6 +127,7 @@ class FileSource:
         self.error: str | None = None   # why the file ended early (a read error), if it did
         self._t0: float | None = None
         self._pos = 0
+        self._said: set[str] = set()   # float sample trouble already logged ("nan", "over")
 
     def _whole(self, frames: int) -> int:
         """``frames`` as a read size for this file. libsndfile (1.2.2) decodes MP3 differently
@@ -172,15 +173,32 @@ class FileSource:
             return self._resample(np.zeros(0, np.float32), last=True)
         self._pos += len(data)
         if self._float_file:   # float files can hold NaN/inf or > full scale: sanitise, count
-            if not np.isfinite(data).all():
-                self.bad_frames += 1
-                data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
-            np.clip(data, -1.0, 1.0, out=data)
+            self._sanitise(data)
         last = len(data) < self._block or self._pos >= self._f.frames
         if last:
             self.ended = True
             self.state, self.detail = "ended", "end of file"
         return self._resample(to_mono(data), last=last)
+
+    def _sanitise(self, data: np.ndarray) -> None:
+        """NaN/inf samples to 0 / full scale (a bad frame per block), the rest clipped to
+        [-1, 1]; the first of each is logged (`classify`: on stderr) with its time."""
+        start = self._pos - len(data)
+        finite = np.isfinite(data)
+        if not finite.all():
+            self.bad_frames += 1
+            if "nan" not in self._said:
+                self._said.add("nan")
+                log.warning("%s: NaN or infinite samples (the first at %.1f s) are read as 0 or "
+                            "full scale", self.name, (start + np.argmin(finite.all(axis=1))) / self.file_rate)
+            np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        over = np.abs(data) > 1.0
+        if "over" not in self._said and over.any():
+            self._said.add("over")
+            log.warning("%s: float samples beyond full scale (up to %.3g, the first at %.1f s) are "
+                        "clipped to [-1, 1]", self.name, float(np.abs(data).max()),
+                        (start + np.argmax(over.any(axis=1))) / self.file_rate)
+        np.clip(data, -1.0, 1.0, out=data)
 
     def _salvage(self) -> bool:
         """After a failed read of a large block, open the file again at that block's start

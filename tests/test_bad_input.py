@@ -57,6 +57,28 @@ def test_a_file_without_speech_gets_no_label(tmp_path):
     assert r.returncode == 0 and json_lines(r.stdout)[0]["label"] is not None, r.stderr
 
 
+def test_float_samples_that_were_changed_are_named_on_stderr(tmp_path):
+    """NaN/inf samples are read as 0 / full scale and samples beyond full scale are clipped:
+    the file is still classified, but this was silent (a file of NaN: "no speech"; a file in
+    integer scale, clipped to a square wave: "no speech")."""
+    x, rate = sf.read(CLIPS[0], dtype="float32")
+    holes = x.copy()
+    holes[8000:8100] = np.nan
+    holes[20000] = -np.inf
+    nan, loud, fine = tmp_path / "nan.wav", tmp_path / "loud.wav", tmp_path / "fine.wav"
+    sf.write(nan, holes, rate, subtype="FLOAT")
+    sf.write(loud, x * 32768, rate, subtype="FLOAT")
+    sf.write(fine, x, rate, subtype="FLOAT")
+    r = run("classify", str(nan), str(loud), str(fine))
+    assert r.returncode == 0, r.stderr
+    assert [x["file"] for x in json_lines(r.stdout)] == [str(nan), str(loud), str(fine)]
+    err = r.stderr.strip().splitlines()
+    said = [ln for ln in err if "no speech" not in ln]
+    assert len(said) == 2, r.stderr
+    assert str(nan) in said[0] and "NaN or infinite samples" in said[0] and "0.5 s" in said[0]
+    assert str(loud) in said[1] and "beyond full scale" in said[1] and "clipped" in said[1]
+
+
 def test_a_damaged_file_is_an_error_not_a_partial_result(tmp_path):
     """A FLAC cut off half-way: classify refuses to give it a label (one line naming it, the
     other files still classified, exit 1); the daemon publishes the readable part, says
