@@ -65,7 +65,8 @@ def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False):
         from .mic import MicSource
 
         return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s, wait=wait_for_mic)
-    from .sources import FileSource, StdinSource
+    from .sources import FileSource
+    from .stdin import StdinSource
 
     if src == "-":
         if sys.stdin is None:   # started with stdin closed (`<&-`)

@@ -1,19 +1,17 @@
-"""Audio sources for files and stdin; each hands out float32 mono blocks at the model rate.
+"""Audio sources; each hands out float32 mono blocks at the model rate. Files here.
 
 A source is read with ``read(timeout)``: an array of samples, ``None`` if no audio came
 within ``timeout`` (the daemon uses that tick for status and watchdog), and ``ended``
 turns True after the last block. The microphone lives in :mod:`aerd.mic` so that
-sounddevice (and PortAudio) are imported only when a microphone is used.
+sounddevice (and PortAudio) are imported only when a microphone is used; stdin (raw PCM,
+and a WAV header at its start) in :mod:`aerd.stdin`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import select
 import time
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -67,9 +65,7 @@ FAST_BLOCK_S = 8.0
 """Block a file is read in with ``fast`` (seconds of audio), up to FAST_BLOCK_SAMPLES."""
 FAST_BLOCK_SAMPLES = 131072
 """Most interleaved samples in one ``fast`` block (8.2 s of 16 kHz mono)."""
-FILE_RATES = (1000, 384000)
-"""Sample rates (Hz) a file may have, as for ``[input] rate``: a header claiming 1 Hz would make
-seconds of samples hours of audio to resample and analyse."""
+FILE_RATES = (1000, 384000)   # Hz, as [input] rate; a header's 1 Hz: seconds of samples, hours of audio
 MPEG_FRAME = 1152
 """Samples per MPEG-1 Layer III frame (two MPEG-2 frames): MP3 files are read in whole ones."""
 
@@ -192,8 +188,7 @@ class FileSource:
                 log.warning("%s: NaN or infinite samples (the first at %.1f s) are read as 0 or "
                             "full scale", self.name, (start + np.argmin(finite.all(axis=1))) / self.file_rate)
             np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
-        over = np.abs(data) > 1.0
-        if "over" not in self._said and over.any():
+        if "over" not in self._said and (over := np.abs(data) > 1.0).any():
             self._said.add("over")
             log.warning("%s: float samples beyond full scale (up to %.3g, the first at %.1f s) are "
                         "clipped to [-1, 1]", self.name, float(np.abs(data).max()),
@@ -222,77 +217,6 @@ class FileSource:
 
     def close(self) -> None:
         self._f.close()
-
-
-class StdinSource:
-    """Raw signed 16-bit little-endian PCM, interleaved ``channels``, at ``in_rate``.
-
-    A producer that delivers nothing for ``stall_s`` seconds (stdin still open) puts the
-    source in state ``stalled`` until data comes again."""
-
-    def __init__(self, stream: BinaryIO, in_rate: int, rate: int, channels: int = 1,
-                 block_s: float = 0.05, stall_s: float = 5.0):
-        self.name = "stdin"
-        self._stream = stream
-        self.channels = channels
-        self._frame_bytes = 2 * channels
-        self._block_bytes = max(1, int(round(block_s * in_rate))) * self._frame_bytes
-        self._resample = Resampler(in_rate, rate)
-        warn_narrowband("stdin", in_rate, rate)
-        self._carry = b""
-        try:
-            self._fd: int | None = stream.fileno()
-        except (OSError, AttributeError, ValueError):
-            self._fd = None
-        self.ended = False
-        self.state, self.detail = "ok", "stdin"
-        self.overflows = 0
-        self.bad_frames = 0
-        self.error: str | None = None   # why the input ended early (a read error), if it did
-        self._stall_s = stall_s
-        self._last_data = time.monotonic()
-
-    def read(self, timeout: float = 1.0) -> np.ndarray | None:
-        if self.ended:
-            return None
-        if self._fd is not None:
-            ready, _, _ = select.select([self._fd], [], [], timeout)
-            if not ready:
-                self._check_stall()
-                return None
-        try:
-            data = (os.read(self._fd, self._block_bytes) if self._fd is not None
-                    else self._stream.read(self._block_bytes))
-        except OSError as e:   # (a reset connection, EIO): the input ends here, as a damaged file
-            self.ended = True
-            self.error = f"read error ({_short(e)})"
-            self.state, self.detail = "ended", self.error
-            return self._resample(np.zeros(0, np.float32), last=True)
-        if not data:
-            self.ended = True
-            self.state, self.detail = "ended", "end of input"
-            if self._carry:
-                self.bad_frames += 1
-                log.warning("stdin: %d trailing bytes are not a whole s16le frame; dropped", len(self._carry))
-            return self._resample(np.zeros(0, np.float32), last=True)
-        if self.state == "stalled":
-            log.info("stdin: data again after %.1f s", time.monotonic() - self._last_data)
-            self.state, self.detail = "ok", "stdin"
-        self._last_data = time.monotonic()
-        data = self._carry + data
-        whole = len(data) - len(data) % self._frame_bytes
-        self._carry = data[whole:]
-        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
-        return self._resample(to_mono(pcm.reshape(-1, self.channels)))
-
-    def _check_stall(self) -> None:
-        if self.state == "ok" and time.monotonic() - self._last_data >= self._stall_s:
-            self.state, self.detail = "stalled", f"no data on stdin for {self._stall_s:g} s"
-            log.warning("stdin: %s (the producer is stuck or silent; stdin is still open)",
-                        self.detail)
-
-    def close(self) -> None:
-        pass
 
 
 def _short(e: BaseException) -> str:

@@ -186,6 +186,39 @@ def test_stdin_input_with_stdin_closed(tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "no standard input" in lines[0], r.stderr
 
 
+def test_a_wav_stream_on_stdin_of_another_rate_is_named_with_the_flags_to_give(tmp_path):
+    """`arecord -f cd | aerd run --input -` (arecord writes WAV unless -t raw): the header
+    and 44.1 kHz stereo samples were read as 16 kHz mono, 4 s of speech became 22.6 s of
+    noise and 34 emotion events, exit 0. Now: one line naming the stream's format and the
+    flags to give, exit 1; with them, the header is skipped and the clip is classified."""
+    import soundfile as sf
+    import soxr
+    import subprocess
+
+    x, rate = sf.read(CLIPS[2], dtype="float32")
+    y = soxr.resample(x, rate, 44100)
+    wav = tmp_path / "cd.wav"
+    sf.write(wav, np.stack([y, y], axis=1), 44100, subtype="PCM_16")
+
+    def aerd_run(*flags):
+        return subprocess.run(aerd_cmd("run", "--input", "-", "--no-adapt", "--endpoint",
+                                       f"ipc://{tmp_path}/w.sock", *flags),
+                              input=wav.read_bytes(), cwd=REPO, env=env(), capture_output=True,
+                              timeout=120)
+
+    r = aerd_run()
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert lines[0] == ("aerd run: error: stdin: the input is a WAV stream of 44100 Hz, "
+                        "2 channel(s), 16-bit PCM, not 16000 Hz, 1 channel(s): give --rate "
+                        "44100 --channels 2 (or [input] rate, channels)")
+    assert b"0 events" in r.stdout and b"0.0 s of audio" in r.stdout, r.stdout[-400:]
+    r = aerd_run("--rate", "44100", "--channels", "2")
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    seconds = float(r.stdout.decode().rsplit("stopped after ", 1)[1].split(" s of audio")[0])
+    assert abs(seconds - len(x) / rate) < 0.1, r.stdout[-400:]
+
+
 def _ipv6_loopback() -> str | None:
     try:
         with pysocket.socket(pysocket.AF_INET6) as s:

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aerd.sources import StdinSource
+from aerd.stdin import StdinSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from source_helpers import RATE, peak_hz, read_all, tone  # noqa: E402
@@ -103,7 +104,7 @@ def test_stdin_read_timeout_returns_none():
 
 
 def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(caplog):
-    caplog.set_level(logging.INFO, "aerd.sources")
+    caplog.set_level(logging.INFO, "aerd.stdin")
     r, w = os.pipe()
     with os.fdopen(r, "rb", buffering=0) as rf:
         src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=1.0)
@@ -119,7 +120,7 @@ def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(c
         while not src.ended:
             src.read(timeout=1.0)
         assert src.state == "ended"
-    said = [r.getMessage() for r in caplog.records if r.name == "aerd.sources"]
+    said = [r.getMessage() for r in caplog.records if r.name == "aerd.stdin"]
     assert len([m for m in said if "no data on stdin" in m]) == 1, said   # once, not per read
     assert any("data again" in m for m in said), said
 
@@ -158,3 +159,56 @@ def test_stdin_below_the_model_rate_is_warned_about(caplog):
         assert not caplog.records
         StdinSource(io.BytesIO(b""), 8000, 16000)
     assert len(caplog.records) == 1 and "stdin: 8000 Hz" in caplog.records[0].getMessage()
+
+
+# -- a WAV header at the start (arecord writes one unless given -t raw) --------------------
+
+def wav_bytes(x: np.ndarray, rate: int, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, x, rate, subtype=subtype, format=fmt)
+    return buf.getvalue()
+
+
+def test_a_wav_header_of_the_given_format_is_skipped_not_read_as_samples():
+    """Its 44 bytes were 22 samples of noise in front of the audio (more with other chunks)."""
+    x = tone(RATE, 0.25, amp=0.3)
+    for payload in (wav_bytes(x, RATE), wav_bytes(x, RATE, fmt="WAVEX")):   # (EXTENSIBLE too)
+        src, th, rf = pipe_source(payload, lambda i: 1 if i < 100 else 501, in_rate=RATE,
+                                  rate=RATE, block_s=0.01)   # the header arrives byte by byte
+        y = read_all(src, timeout=2.0)
+        th.join(5)
+        rf.close()
+        assert len(y) == len(x) and src.error is None and src.bad_frames == 0
+        np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
+
+
+@pytest.mark.parametrize("rate, channels, subtype, needle", [
+    (44100, 2, "PCM_16", "44100 Hz, 2 channel(s), 16-bit PCM, not 16000 Hz, 1 channel(s): "
+                         "give --rate 44100 --channels 2"),
+    (RATE, 1, "FLOAT", "16000 Hz, 1 channel(s), 32-bit float; --input - reads 16-bit PCM"),
+    (RATE, 1, "PCM_24", "24-bit PCM; --input - reads 16-bit PCM"),
+])
+def test_a_wav_header_of_another_format_ends_the_input_saying_what_to_give(rate, channels,
+                                                                         subtype, needle):
+    """Read as s16le PCM at --rate and --channels, it became noise at the wrong speed, without
+    a word (a 4 s clip of 44.1 kHz stereo gave 22.6 s of audio and 34 emotion events)."""
+    payload = wav_bytes(tone(rate, 0.5, channels=channels), rate, subtype)
+    src = StdinSource(io.BytesIO(payload), in_rate=RATE, rate=RATE, block_s=0.01)
+    y = read_all(src, timeout=0)
+    assert len(y) == 0 and src.state == "ended"
+    assert src.error.startswith("the input is a WAV stream of ") and needle in src.error
+    assert src.detail == src.error
+
+
+@pytest.mark.parametrize("chunks, needle", [
+    (b"data\x00\x01\x00\x00", "without a format chunk"),
+    (b"fmt \x08\x00\x00\x00" + bytes(8) + b"data\x00\x00\x00\x00", "8-byte format chunk"),
+    (b"LIST\xa0\x86\x01\x00" + bytes(100000), "do not start within 65536 bytes"),
+])
+def test_a_broken_wav_header_ends_the_input_with_one_line(chunks, needle):
+    data = b"RIFF\xff\xff\xff\xffWAVE" + chunks + bytes(3200)
+    src = StdinSource(io.BytesIO(data), in_rate=RATE, rate=RATE, block_s=0.01)
+    assert len(read_all(src, timeout=0)) == 0
+    assert src.error.startswith("a WAV stream") and needle in src.error
