@@ -34,7 +34,7 @@ def _setup_logging(level: str, stream: Any = None) -> None:
                         format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
-def run_settings(args: argparse.Namespace) -> config.Settings:
+def run_settings(args: argparse.Namespace, again: bool = False) -> config.Settings:
     if args.config == "":   # (an unset variable: `--config "$CONFIG"` ran on the defaults)
         raise ConfigError("--config: an empty path; give a TOML file or leave --config out")
     overrides = {dotted: getattr(args, flag[2:].replace("-", "_"))
@@ -48,7 +48,7 @@ def run_settings(args: argparse.Namespace) -> config.Settings:
         overrides["publish.endpoint"] = args.connect
         overrides["publish.connect"] = True
         flags["publish.endpoint"] = "--connect"
-    return config.load(args.config, overrides, flags)
+    return config.load(args.config, overrides, flags, again)
 
 
 def state_dir(settings: config.Settings) -> Path:
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def reload(old: Pipeline) -> Any:   # (no reference to the first model: a reload frees it)
         nonlocal store   # the daemon adopts the returned pipeline: its state lives there
         try:
-            new = run_settings(args)
+            new = run_settings(args, again=True)
             m = load_model(new.model.path or None, adapt=new.adapt.enabled)
             if m.card.features.sample_rate != rate:
                 raise ConfigError(f"model {m.card.name} takes {m.card.features.sample_rate} Hz "

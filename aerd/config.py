@@ -180,14 +180,19 @@ _FIELDS = {s: get_type_hints(type(getattr(Settings(), s))) for s in _SECTIONS}
 
 
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
-         flags: dict[str, str] | None = None) -> Settings:
+         flags: dict[str, str] | None = None, again: bool = False) -> Settings:
     """Defaults, then the TOML file (if any), then CLI overrides (dotted keys; ``flags``: the
-    option each came from, for error messages)."""
+    option each came from, for error messages). ``again`` (a reload): a pipe that gives nothing
+    (``--config <(...)``, read to its end at start) is refused, not read as the defaults."""
     settings = Settings()
     if path:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
+            if again and not text and not p.is_file():
+                raise ConfigError(f"{p}: empty at this reload and not a regular file (a pipe, "
+                                  "--config <(...), is read once); restart to change the settings")
+            data = tomllib.loads(text)
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
         except (OSError, UnicodeDecodeError) as e:

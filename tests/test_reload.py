@@ -309,3 +309,37 @@ def test_a_reload_tells_systemd_reloading_then_ready(tmp_path, ctx):
         sub.close()
         notify.close()
     assert daemon.returncode == 0
+
+
+def test_a_config_read_from_a_pipe_is_not_read_again_as_empty(tmp_path, ctx):
+    """`aerd run --config <(envsubst < aerd.toml)`: the pipe is read at start; at SIGHUP it
+    was read again, gave nothing, and the daemon "reloaded" the defaults (here smoothing
+    back to 1 and the log level back to info) without a word. Now the reload is refused,
+    saying why, and the running settings stay. (A named FIFO that someone serves again at
+    each reload still reloads: tests/test_signals.py.)"""
+    import os
+
+    wav = tmp_path / "long.wav"
+    make_stream(wav, repeat=4)
+    ep = f"ipc://{tmp_path}/p.sock"
+    sub = Sub(ep, ctx)
+    r, w = os.pipe()
+    os.write(w, b"[decision]\nsmoothing = 3\n[adapt]\nenabled = false\n")
+    os.close(w)
+    daemon = spawn("run", "--config", f"/dev/fd/{r}", "--input", str(wav), "--endpoint", ep,
+                   pass_fds=(r,))
+    os.close(r)
+    try:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion")
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
+        assert sub.events[-1][1]["state"] == "reload_failed"
+        assert sub.pump(10, lambda e: e["topic"] == "emotion")
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=10)
+    finally:
+        stop_process(daemon)
+        sub.close()
+    assert daemon.returncode == 0
+    failed = [ln for ln in out.splitlines() if "reload failed" in ln]
+    assert len(failed) == 1 and f"/dev/fd/{r}: empty at this reload" in failed[0], out[-1500:]
