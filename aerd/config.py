@@ -211,6 +211,10 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
             flat.update({f"{section}.{k}": v for k, v in table.items()})
         settings = apply(settings, flat, str(p))
     settings = apply(settings, overrides or {}, "command line", flags)
+    for k in ("input.rate", "input.channels"):   # (ignored: what did the user mean?)
+        if k in (overrides or {}) and settings.input.source != "-":
+            raise ConfigError(f"command line: {(flags or {}).get(k, k)} describes raw PCM on "
+                              "stdin (--input -); a file's or microphone's own is used")
     buffer_s, block_s = settings.input.buffer_s, settings.input.block_s
     if buffer_s < 2 * block_s:   # the ring would drop part of every block (or all of it)
         on_line = {"input.buffer_s", "input.block_s"} & set(overrides or {})

@@ -58,10 +58,10 @@ connect = true
 
 
 def test_cli_overrides_win_over_file(tmp_path):
-    p = write(tmp_path, '[input]\nrate = 8000\nsource = "a.wav"\n[service]\nlog_level = "debug"\n')
+    p = write(tmp_path, '[input]\nrate = 8000\nsource = "-"\n[service]\nlog_level = "debug"\n')
     s = config.load(p, {"input.rate": 44100, "publish.sndhwm": 5})
     assert s.input.rate == 44100                 # overridden
-    assert s.input.source == "a.wav"             # from the file
+    assert s.input.source == "-"                 # from the file (--rate is for stdin PCM)
     assert s.service.log_level == "debug"
     assert s.publish.sndhwm == 5
 
@@ -156,6 +156,21 @@ def test_a_capture_buffer_smaller_than_two_blocks_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="^command line: .*buffer_s"):
         config.load(p, {"input.block_s": 0.3})
     assert config.load(p, {"input.block_s": 0.25}).input.buffer_s == 0.5   # two blocks fit
+
+
+def test_rate_and_channels_flags_without_stdin_input_are_refused(tmp_path):
+    """`aerd run --input call.raw --rate 8000` ignored --rate (it is for stdin PCM), and the
+    file was refused as "not a readable audio file"; on a microphone it was ignored too."""
+    for source in ("mic", "call.raw"):
+        for flag, dotted, value in (("--rate", "input.rate", 8000), ("--channels", "input.channels", 2)):
+            with pytest.raises(ConfigError) as e:
+                config.load(None, {"input.source": source, dotted: value}, {dotted: flag})
+            assert str(e.value) == (f"command line: {flag} describes raw PCM on stdin (--input -); "
+                                    "a file's or microphone's own is used")
+    s = config.load(None, {"input.source": "-", "input.rate": 8000, "input.channels": 2})
+    assert (s.input.rate, s.input.channels) == (8000, 2)
+    # in a file they are the stdin settings, kept for when source is "-" (as the example does)
+    assert config.load(write(tmp_path, "[input]\nrate = 8000\n")).input.rate == 8000
 
 
 def test_an_empty_config_path_is_refused():
