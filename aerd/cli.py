@@ -246,40 +246,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from .relay import Relay, RelayConfig
-    from .security import CurveServer
+    from .relay import RelayConfig, curve_side, serve
 
     _setup_logging(args.log_level)
-
-    def curve(side: str, secret: str | None, clients: str | None) -> CurveServer | None:
-        if clients and not secret:
-            raise ConfigError(f"--{side}-clients needs --{side}-secret: the relay's own key "
-                              f"pair for its {side}")
-        return CurveServer(Path(secret), Path(clients) if clients else None) if secret else None
-
     cfg = RelayConfig(args.frontend, args.backend,
-                      curve("frontend", args.frontend_secret, args.frontend_clients),
-                      curve("backend", args.backend_secret, args.backend_clients), args.insecure)
-    with Relay(cfg) as relay:
-        # the proxy blocks in libzmq, so it runs in its own thread; the main thread only
-        # waits for SIGTERM/SIGINT (a timed wait, so the handler always gets to run)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        proxy = threading.Thread(target=relay.run, name="aerd-relay-proxy", daemon=True)
-        proxy.start()
-        log.info("relay: daemons -> %s, subscribers <- %s", *relay.endpoints)
-        while not stop.is_set() and proxy.is_alive():
-            stop.wait(0.5)
-        relay.stop()
-        proxy.join(timeout=5)
-    if not stop.is_set():   # the proxy ended by itself: a failure, for Restart=on-failure
-        log.error("relay: the proxy stopped unexpectedly")
-        return 1
-    return 0
+                      curve_side("frontend", args.frontend_secret, args.frontend_clients),
+                      curve_side("backend", args.backend_secret, args.backend_clients),
+                      args.insecure)
+    return serve(cfg)
 
 
 COMMANDS = {"run": cmd_run, "classify": cmd_classify, "listen": cmd_listen, "devices": cmd_devices,

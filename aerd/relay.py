@@ -10,7 +10,9 @@ are refused unless ``insecure`` is set.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 
 import zmq
@@ -215,3 +217,33 @@ class Relay:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def curve_side(side: str, secret: str | None, clients: str | None) -> CurveServer | None:
+    """One side's CURVE server from ``aerd relay``'s ``--<side>-secret``/``-clients`` flags."""
+    if clients and not secret:
+        raise ConfigError(f"--{side}-clients needs --{side}-secret: the relay's own key "
+                          f"pair for its {side}")
+    return CurveServer(Path(secret), Path(clients) if clients else None) if secret else None
+
+
+def serve(cfg: RelayConfig) -> int:
+    """``aerd relay``: run the proxy until SIGTERM/SIGINT (0), or until it stops by itself
+    (1, a failure for ``Restart=on-failure``)."""
+    with Relay(cfg) as relay:
+        # the proxy blocks in libzmq, so it runs in its own thread; the main thread only
+        # waits for SIGTERM/SIGINT (a timed wait, so the handler always gets to run)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        proxy = threading.Thread(target=relay.run, name="aerd-relay-proxy", daemon=True)
+        proxy.start()
+        log.info("relay: daemons -> %s, subscribers <- %s", *relay.endpoints)
+        while not stop.is_set() and proxy.is_alive():
+            stop.wait(0.5)
+        relay.stop()
+        proxy.join(timeout=5)
+    if not stop.is_set():
+        log.error("relay: the proxy stopped unexpectedly")
+        return 1
+    return 0
