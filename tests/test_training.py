@@ -91,9 +91,14 @@ def test_int8_variant_agrees_with_default(data_dir):
     from aerd.adapt import FeatureNormalizer
 
     norm = FeatureNormalizer.from_card(d.card.adaptation, d.card.features.n_features)
-    for adapted, x in ((False, X), (True, norm.transform(X))):
+    # bounds from the shipped graphs (largest probability change per window on 1375 windows
+    # of 120 RAVDESS clips: cold median 0.04, 99th percentile 0.23, adapted 0.005 and 0.03;
+    # the evaluation's clip accuracy moves by at most 0.3 points); quantising the raw
+    # features' layer instead (20 points lost) moves them by far more
+    for adapted, x, worst, typical in ((False, X, 0.2, 0.03), (True, norm.transform(X), 0.05, 0.01)):
         pd, pq = d.predict(x, adapted=adapted), q.predict(x, adapted=adapted)
-        assert np.max(np.abs(pd - pq)) < 0.1
+        change = np.max(np.abs(pd - pq), axis=1)
+        assert change.max() < worst and np.median(change) < typical, (adapted, change)
         assert (pd.argmax(axis=1) == pq.argmax(axis=1)).mean() >= 0.9
 
 

@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
                     type=ek.comma_list(ek.DBFS, "numbers of dBFS"),
                     help="white-noise levels of the stream, dBFS, as --noise-dbfs=-75,-65 "
                          "(default: -150,-75,-65)")
-    ap.add_argument("--fold-alpha", default=[1.0, 3.0, 1.0, 3.0, 3.0],
+    ap.add_argument("--fold-alpha", default=[3.0, 3.0, 1.0, 3.0, 3.0],
                     type=ek.alphas(len(ek.FOLDS)),
                     help="alpha per outer fold (default: the shipped nested choice)")
-    ap.add_argument("--fold-hidden", default=[256, 256, 512, 512, 256],
+    ap.add_argument("--fold-hidden", default=[256, 256, 256, 512, 256],
                     type=ek.widths(len(ek.FOLDS)),
                     help="width per outer fold (default: the shipped nested choice)")
     ap.add_argument("--seed", type=ek.SEED, default=0)

@@ -50,10 +50,10 @@ MODELS = REPO / "models"
 
 SEED_MLP = dict(hidden_layer_sizes=(300,), alpha=0.01, batch_size=256, learning_rate="adaptive",
                 max_iter=500)
-# the default model's MLP; alpha (0.3/1/3, at width 256) and then width (256/512, at alpha 3)
-# chosen by inner leave-actors-out CV on actors 1-20 (tools/select_hparams.py --final; the
+# the default model's MLP; width and alpha (256/512 x 0.3/1/3) chosen together by inner
+# leave-actors-out CV on actors 1-20 (tools/select_hparams.py --hidden 256,512 --final; the
 # evaluation chooses them per outer fold the same way, --fold-alpha / --fold-hidden)
-DEFAULT_MLP = dict(hidden_layer_sizes=(512,), alpha=3.0, batch_size=256, learning_rate_init=1e-3,
+DEFAULT_MLP = dict(hidden_layer_sizes=(256,), alpha=3.0, batch_size=256, learning_rate_init=1e-3,
                    max_iter=200)
 
 
