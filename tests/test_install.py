@@ -2,8 +2,11 @@
 
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,43 @@ chmod +x .venv/bin/python
     calls = log.read_text().splitlines()
     assert calls[0] == "python3 -m venv --clear .venv", calls
     assert calls[-1].startswith("venv -m pytest") and calls[-1].endswith("-k nothing"), calls
+
+
+@pytest.mark.parametrize("script", ["run.sh", "test.sh"])
+def test_scripts_stop_on_build_files_they_cannot_remove(tmp_path, script):
+    """The service install (`sudo pip install .`) leaves root's build/ and aerd.egg-info/ in
+    the checkout; pip run by the user then failed on them with a traceback (and run.sh went
+    on after a warning). Now the script stops before pip, naming the directory and the fix.
+    Here the directory cannot be removed because it is not writable, for a user other than
+    root (as root the scripts run as nobody)."""
+    base = Path(tempfile.mkdtemp(prefix="aerd-install-")) if os.geteuid() == 0 else tmp_path
+    try:
+        base.chmod(0o755)
+        checkout = _script_checkout(base)
+        (checkout / "tools" / "run.sh").write_bytes((REPO / "tools" / "run.sh").read_bytes())
+        (checkout / "tools" / "run.sh").chmod(0o755)
+        log = base / "calls.log"
+        venv = checkout / ".venv"
+        _logging_venv(venv, log)
+        log.write_text("")
+        stale = checkout / "aerd.egg-info"
+        stale.mkdir()
+        (stale / "PKG-INFO").write_text("root's\n")
+        cmd, env = ["bash", str(checkout / "tools" / script)], {**os.environ, "AERD_VENV": str(venv)}
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv to run the script as another user")
+            nobody = pwd.getpwnam("nobody")
+            for p in [base, *base.rglob("*")]:
+                os.lchown(p, nobody.pw_uid, nobody.pw_gid)
+            cmd = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                   "--clear-groups", *cmd]
+        stale.chmod(0o555)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=base)
+        stale.chmod(0o755)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"cannot remove {stale} " in r.stderr and "sudo rm -rf it" in r.stderr, r.stderr
+        assert "pip install" not in log.read_text()
+    finally:
+        if base != tmp_path:
+            shutil.rmtree(base)

@@ -22,10 +22,14 @@ SOURCE=$("$REPO/tools/source-fingerprint.sh")
 if [[ -x $VENV/bin/aerd && -f $STAMP && $(<"$STAMP") == "$SOURCE" ]]; then
   echo "tools/run.sh: aerd in $VENV is up to date with $REPO"
 else
-  # setuptools builds in the checkout's build/; one left by an earlier install can carry
-  # modules that no longer exist into this one
-  rm -rf "$REPO/build" 2>/dev/null ||
-    echo "tools/run.sh: warning: could not remove $REPO/build (an older install's): remove it" >&2
+  # setuptools builds in the checkout (build/, aerd.egg-info/): a build/ left by an earlier
+  # install can carry modules that no longer exist into this one, and either one left by a
+  # `sudo pip install .` (the service install) makes this pip install fail
+  for d in build aerd.egg-info; do
+    rm -rf "${REPO:?}/$d" 2>/dev/null || {
+      echo "tools/run.sh: cannot remove $REPO/$d (left by a pip install as root?): sudo rm -rf it" >&2
+      exit 1; }
+  done
   echo "tools/run.sh: installing aerd from $REPO into $VENV"
   rm -f "$STAMP"
   "$VENV/bin/python" -m pip install -q "$REPO"

@@ -22,8 +22,14 @@ if [[ -f $STAMP && $(<"$STAMP") == "$SOURCE" ]]; then
   echo "tools/test.sh: .venv is up to date with this checkout"
 else
   rm -f "$STAMP"
+  # a stale build/ can carry modules that no longer exist into the install; either one left
+  # by a `sudo pip install .` (the service install) makes pip fail
+  for d in build aerd.egg-info; do
+    rm -rf "$d" 2>/dev/null || {
+      echo "tools/test.sh: cannot remove $PWD/$d (left by a pip install as root?): sudo rm -rf it" >&2
+      exit 1; }
+  done
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  rm -rf build   # a stale build/ can carry modules that no longer exist into the install
   .venv/bin/python -m pip install -q ".[test]"
   printf '%s\n' "$SOURCE" >"$STAMP"
 fi
