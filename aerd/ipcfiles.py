@@ -47,6 +47,21 @@ def check_ipc_path(endpoint: str, option: str) -> None:
                               "not replacing it: remove it or choose another path")
 
 
+def connect_problem(endpoint: str) -> str | None:
+    """Why a subscriber can never connect to ``endpoint`` as things stand, or None: an
+    ipc:// path that is not a socket, or a socket file this user may not connect to
+    (another user's, mode 0700). libzmq retries such a connect in silence for ever."""
+    path = ipc_path(endpoint)
+    if path is None or not os.path.lexists(path):
+        return None   # (not there yet: a daemon that starts later makes it)
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        return f"{path} is not a socket"
+    err = _probe(path)
+    if err in (errno.EACCES, errno.EPERM):
+        return f"{path}: {os.strerror(err)} (the daemon's user, or its umask, keeps others out)"
+    return None
+
+
 @dataclass(frozen=True)
 class IpcFile:
     """The socket file an ``ipc://`` bind made. libzmq leaves it behind when the socket

@@ -13,6 +13,7 @@ import zmq
 from .config import PublishSettings
 from .errors import ConfigError
 from .events import EmotionEvent, EventError, from_frames
+from .ipcfiles import connect_problem
 from .publisher import set_heartbeat
 from .security import CurveClient, apply_curve_client, use_ipv6_if_needed
 
@@ -92,6 +93,10 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             sock.connect(endpoint)
         except zmq.ZMQError as e:
             raise ConfigError(f"--endpoint {endpoint}: cannot connect ({e.strerror})") from None
+        problem = connect_problem(endpoint)
+        if problem:
+            print(f"aerd listen: warning: --endpoint {endpoint}: {problem}; no event can come "
+                  "until that changes", file=sys.stderr)
         deadline = None if timeout is None else time.monotonic() + timeout
         seen = got = 0
         emotions = "emotion" in topics

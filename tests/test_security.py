@@ -369,3 +369,40 @@ def test_curve_messages_name_what_is_wrong(tmp_path):
     with pytest.raises(ConfigError, match="directory .* does not exist"):
         Publisher(PublishSettings(endpoint=f"ipc://{tmp_path}/c.sock", curve_secret=str(sec),
                                   curve_clients=str(tmp_path / "nowhere")))
+
+
+def test_listen_says_when_it_may_not_connect_to_an_ipc_socket():
+    """A daemon's socket file another user may not connect to (the unit's UMask=0077): libzmq
+    retries the connect in silence, so `aerd listen` waited out its timeout without a word.
+    It now says why no event can come."""
+    import contextlib
+    import io
+
+    from aerd.listen import listen
+
+    shared = Path(tempfile.mkdtemp(prefix="aerd-shared-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)
+        path = shared / "d.sock"
+        holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        holder.bind(str(path))
+        holder.listen()
+        path.chmod(0o700 if os.getuid() == 0 else 0o500)
+
+        def run() -> str:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = listen(f"ipc://{path}", None, 0.2, ["emotion", "status"], out=io.StringIO())
+            return f"{code}\n{err.getvalue()}"
+
+        said = _as_another_user(run)
+        holder.close()
+        assert said.startswith("1\n"), said
+        assert (f"aerd listen: warning: --endpoint ipc://{path}: {path}: Permission denied"
+                in said), said
+        # the owner itself is told nothing
+        if os.getuid() != 0:
+            path.chmod(0o700)
+        assert "warning" not in run()
+    finally:
+        shutil.rmtree(shared)
