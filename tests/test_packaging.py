@@ -75,7 +75,7 @@ def test_sdist_holds_the_package_and_models_only(built):
     assert not [n for n in names if n.split("/")[0] in NOT_SHIPPED], names
     for stem in MODELS:
         assert {f"models/{stem}.onnx", f"models/{stem}.json"} <= set(names)
-    assert "models/MODEL_CARD.md" in names and "pyproject.toml" in names
+    assert "models/MODEL_CARD.md" in names and "pyproject.toml" in names and "LICENSE" in names
     assert {f"aerd/{p.name}" for p in (REPO / "aerd").glob("*.py")} <= set(names)
 
 
@@ -85,6 +85,7 @@ def test_wheel_holds_the_package_and_models_only(built):
     for stem in MODELS:
         assert {f"aerd/models/{stem}.onnx", f"aerd/models/{stem}.json"} <= set(names)
     assert "aerd/models/MODEL_CARD.md" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names   # the MIT text
     assert {f"aerd/{p.name}" for p in (REPO / "aerd").glob("*.py")} <= set(names)
 
 
