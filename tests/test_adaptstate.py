@@ -37,6 +37,23 @@ def _feed(adapter, n, seed=0):
     adapter.update(rng.normal(size=(n, adapter.dim)))
 
 
+def _saved(tmp_path, n):
+    """A store, the default model and the path of its state file after ``n`` windows."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, n)
+    store.save(model, adapter)
+    return store, model, store.path(model)
+
+
+def _default_card() -> dict:
+    """The shipped default's card, its graphs' paths made absolute (to write it elsewhere)."""
+    card = json.loads((REPO / "models" / "default.json").read_text())
+    card["onnx"] = str(REPO / "models" / card["onnx"])
+    card["adaptation"]["onnx"] = str(REPO / "models" / card["adaptation"]["onnx"])
+    return card
+
+
 def test_save_then_load_restores_the_statistics(tmp_path):
     store, model = _store_and_model(tmp_path)
     adapter = store.load(model)
@@ -223,14 +240,9 @@ def test_statistics_saved_for_other_features_are_not_loaded(tmp_path, caplog):
     """A model of the same name whose features changed (an upgrade shipping a retrained
     `default` with another spectral floor; same feature count) must start afresh: the saved
     statistics describe other feature values, and were applied to it for hours of speech."""
-    store, model = _store_and_model(tmp_path)
-    adapter = store.load(model)
-    _feed(adapter, 50)
-    store.save(model, adapter)
+    store, model, _ = _saved(tmp_path, 50)
     assert store.load(model).n == 50
-    card = json.loads((REPO / "models" / "default.json").read_text())
-    card["onnx"] = str(REPO / "models" / card["onnx"])
-    card["adaptation"]["onnx"] = str(REPO / "models" / card["adaptation"]["onnx"])
+    card = _default_card()
     card["features"]["spectral_floor_db"] = -65.0
     (tmp_path / "default.json").write_text(json.dumps(card))
     upgraded = load_model(str(tmp_path / "default.json"), adapt=True)
@@ -245,11 +257,7 @@ def test_a_file_from_before_a_new_feature_parameter_still_loads(tmp_path):
     """A state file written before a feature parameter existed (its key absent) describes
     the features that parameter's card default gives: it loads when the model has that
     default, and is refused when the model uses the new behaviour."""
-    store, model = _store_and_model(tmp_path)
-    adapter = store.load(model)
-    _feed(adapter, 50)
-    store.save(model, adapter)
-    path = store.path(model)
+    store, model, path = _saved(tmp_path, 50)
     state = json.loads(path.read_text())
     spec = state["features"]
     spec.pop("remove_dc"), spec["vad"].pop("min_rise_db")   # as written before they existed
@@ -258,9 +266,7 @@ def test_a_file_from_before_a_new_feature_parameter_still_loads(tmp_path):
     now = {"remove_dc": model.card.features.remove_dc,
            "min_rise_db": model.card.features.vad.min_rise_db}
     assert store.load(model).n == (50 if now == old_default else 0)
-    card = json.loads((REPO / "models" / "default.json").read_text())
-    card["onnx"] = str(REPO / "models" / card["onnx"])
-    card["adaptation"]["onnx"] = str(REPO / "models" / card["adaptation"]["onnx"])
+    card = _default_card()
     card["features"]["remove_dc"] = False
     card["features"]["vad"]["min_rise_db"] = 0.0
     (tmp_path / "default.json").write_text(json.dumps(card))
@@ -291,11 +297,7 @@ def test_temporary_files_left_by_an_interrupted_save_are_removed_at_load(tmp_pat
 def test_a_number_beyond_float_or_a_zero_pitch_is_an_unusable_file_not_a_crash(tmp_path, caplog, where, value):
     """Each of these stopped `aerd run` at start with a traceback (and, under systemd, again
     every 5 s), instead of starting afresh like any other unusable state file."""
-    store, model = _store_and_model(tmp_path)
-    adapter = store.load(model)
-    _feed(adapter, 5)
-    store.save(model, adapter)
-    path = store.path(model)
+    store, model, path = _saved(tmp_path, 5)
     state = json.loads(path.read_text())
     state[where[0]][where[1]] = value
     path.write_text(json.dumps(state))

@@ -68,6 +68,15 @@ def _socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
     return sock
 
 
+def _passes_an_event(ctx: zmq.Context, front: str, back: str) -> bool:
+    """A daemon stand-in on ``front`` reaches a subscriber on ``back`` (within 10 s)."""
+    pub, sub = _socket(ctx, zmq.PUB), _socket(ctx, zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    pub.connect(front)
+    sub.connect(back)
+    return _collect({"d1": pub}, sub, timeout=10) == {"d1"}
+
+
 def test_relay_fans_in_two_daemons_and_stops_fast(tmp_path: Path) -> None:
     front, back = f"ipc://{tmp_path}/front.sock", f"ipc://{tmp_path}/back.sock"
     relay = Relay(RelayConfig(front, back, None, None, insecure=False, hwm=100))
@@ -233,11 +242,7 @@ def test_both_sides_on_wildcard_ports_are_two_endpoints(tmp_path: Path) -> None:
         with RelayThread(relay):
             front, back = relay.endpoints
             assert front != back
-            pub, sub = _socket(ctx, zmq.PUB), _socket(ctx, zmq.SUB)
-            sub.setsockopt(zmq.SUBSCRIBE, b"")
-            pub.connect(front)
-            sub.connect(back)
-            assert _collect({"d1": pub}, sub, timeout=10) == {"d1"}
+            assert _passes_an_event(ctx, front, back)
     finally:
         ctx.destroy(linger=0)
 
@@ -353,11 +358,7 @@ def test_the_relay_says_where_a_wildcard_endpoint_was_bound(tmp_path: Path) -> N
             ", subscribers <- ")
         for ep in (front, back):
             assert ep.startswith("tcp://127.0.0.1:") and ep[16:].isdigit(), line
-        pub, sub = _socket(ctx, zmq.PUB), _socket(ctx, zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        pub.connect(front)
-        sub.connect(back)
-        assert _collect({"d1": pub}, sub, timeout=10) == {"d1"}
+        assert _passes_an_event(ctx, front, back)
     finally:
         ctx.destroy(linger=0)
         relay.send_signal(signal.SIGTERM)

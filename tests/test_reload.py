@@ -15,6 +15,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_helpers import REPO, Sub, make_stream, spawn, stop_process  # noqa: E402
 
 
+def _reload(daemon, sub, expect: str, what: str = "") -> None:
+    """SIGHUP, then the daemon's reload status, which must be ``expect`` (``reloaded`` or
+    ``reload_failed``); ``what`` names the case in a failure."""
+    daemon.send_signal(signal.SIGHUP)
+    assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed")), what
+    assert sub.events[-1][1]["state"] == expect, what
+
+
+def _stopped_reload_failures(daemon) -> list[str]:
+    """SIGTERM: the daemon must stop cleanly (exit 0); its "reload failed" log lines."""
+    daemon.send_signal(signal.SIGTERM)
+    out, _ = daemon.communicate(timeout=10)
+    assert daemon.returncode == 0, out[-2000:]
+    return [ln for ln in out.splitlines() if "reload failed" in ln]
+
+
 def _start(tmp_path, ctx, config: str, repeat: int, *flags: str):
     """The daemon on a paced stream of the test clips, with ``config`` as its TOML file,
     ``flags`` and a subscriber; returns (daemon, subscriber, config path)."""
@@ -43,9 +59,7 @@ def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
         assert sub.pump(10, lambda e: e["topic"] == "emotion"), "no events after reload"
         assert sub.events[-1][1]["start"] > last_start, "stream time restarted at reload"
         cfg.write_text("[decision]\nsmoothing = 0\n")   # bad: the running pipeline must stay
-        daemon.send_signal(signal.SIGHUP)
-        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
-        assert sub.events[-1][1]["state"] == "reload_failed"
+        _reload(daemon, sub, "reload_failed")
         assert sub.pump(10, lambda e: e["topic"] == "emotion")
         assert daemon.poll() is None
         daemon.send_signal(signal.SIGTERM)
@@ -138,19 +152,14 @@ def test_reload_keeps_adaptation_and_refuses_bad_models(tmp_path, ctx):
                                                         "features.fmax": 4000.0}))]
         for needle, card in bad:
             cfg.write_text(f'[service]\nstate_dir = "{state}"\n[model]\npath = "{card}"\n')
-            daemon.send_signal(signal.SIGHUP)
-            assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed")), needle
-            assert sub.events[-1][1]["state"] == "reload_failed", needle
+            _reload(daemon, sub, "reload_failed", needle)
             assert sub.pump(10, lambda e: e["topic"] == "emotion"), f"no events after {needle}"
             assert daemon.poll() is None, needle
-        daemon.send_signal(signal.SIGTERM)
-        out, _ = daemon.communicate(timeout=10)
+        failures = _stopped_reload_failures(daemon)
     finally:
         stop_process(daemon)
         sub.close()
-    assert daemon.returncode == 0
-    failures = [ln for ln in out.splitlines() if "reload failed" in ln]
-    assert len(failures) == 3, out[-2000:]
+    assert len(failures) == 3, failures
     for (needle, _), line in zip(bad, failures):
         assert needle in line, line
 
@@ -168,9 +177,7 @@ def test_a_reload_onto_changed_features_does_not_carry_the_statistics_over(tmp_p
     try:
         assert sub.pump(30, lambda e: e["topic"] == "emotion" and e["adapted"]), "never adapted"
         cfg.write_text(f'[service]\nstate_dir = "{state}"\n[model]\npath = "{upgraded}"\n')
-        daemon.send_signal(signal.SIGHUP)
-        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
-        assert sub.events[-1][1]["state"] == "reloaded"
+        _reload(daemon, sub, "reloaded")
         assert sub.pump(15, lambda e: e["topic"] == "emotion"), "no events after the reload"
         assert not sub.events[-1][1]["adapted"], "the old features' statistics carried over"
     finally:
@@ -297,9 +304,7 @@ def test_a_reload_tells_systemd_reloading_then_ready(tmp_path, ctx):
         for text, state in (("[decision]\nhysteresis = 0.2\n[adapt]\nenabled = false\n", "reloaded"),
                             ("[decision]\nsmoothing = 0\n", "reload_failed")):
             cfg.write_text(text)
-            daemon.send_signal(signal.SIGHUP)
-            assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
-            assert sub.events[-1][1]["state"] == state
+            _reload(daemon, sub, state)
             msgs = [m for m in drain() if not m.startswith("STATUS=")]
             assert len(msgs) == 2 and msgs[1] == "READY=1", (state, msgs)
             assert msgs[0].startswith("RELOADING=1\nMONOTONIC_USEC="), (state, msgs)
@@ -331,15 +336,10 @@ def test_a_config_read_from_a_pipe_is_not_read_again_as_empty(tmp_path, ctx):
     os.close(r)
     try:
         assert sub.pump(15, lambda e: e["topic"] == "emotion")
-        daemon.send_signal(signal.SIGHUP)
-        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
-        assert sub.events[-1][1]["state"] == "reload_failed"
+        _reload(daemon, sub, "reload_failed")
         assert sub.pump(10, lambda e: e["topic"] == "emotion")
-        daemon.send_signal(signal.SIGTERM)
-        out, _ = daemon.communicate(timeout=10)
+        failed = _stopped_reload_failures(daemon)
     finally:
         stop_process(daemon)
         sub.close()
-    assert daemon.returncode == 0
-    failed = [ln for ln in out.splitlines() if "reload failed" in ln]
-    assert len(failed) == 1 and f"/dev/fd/{r}: empty at this reload" in failed[0], out[-1500:]
+    assert len(failed) == 1 and f"/dev/fd/{r}: empty at this reload" in failed[0], failed
