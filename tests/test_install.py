@@ -72,7 +72,7 @@ def _script_checkout(tmp_path):
     (checkout / "tools" / "apt-install.sh").write_text("#!/bin/sh\nexit 0\n")
     for f in ("test.sh", "source-fingerprint.sh", "apt-install.sh"):
         (checkout / "tools" / f).chmod(0o755)
-    for f in ("pyproject.toml", "README.md", "aerd/__init__.py", "models/default.json"):
+    for f in ("pyproject.toml", "README.md", "LICENSE", "aerd/__init__.py", "models/default.json"):
         (checkout / f).parent.mkdir(parents=True, exist_ok=True)
         (checkout / f).write_text(f)
     return checkout
