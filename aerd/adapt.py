@@ -113,7 +113,9 @@ class FeatureNormalizer:
             if not np.isfinite(row).all():
                 continue
             self.n += 1
-            r = max(1.0 / self.n, 1.0 / self.max_count)
+            # 1 / min(n, max_count) = max(1/n, 1/max_count), without turning n into a float:
+            # a saved count beyond float64 (10**400 in a state file) raised OverflowError
+            r = 1.0 / (self.n if self.n < self.max_count else self.max_count)
             d = row - self.mean
             rd = r * d
             self.mean += rd

@@ -304,3 +304,28 @@ def test_a_number_beyond_float_or_a_zero_pitch_is_an_unusable_file_not_a_crash(t
     with caplog.at_level(logging.WARNING, logger="aerd.adaptstate"):
         assert store.load(model).n == 0
     assert len(caplog.records) == 1 and str(path) in caplog.records[0].getMessage()
+
+
+def test_a_count_beyond_float_in_the_file_does_not_stop_the_daemon_at_the_next_speech(tmp_path):
+    """n = 10**400 is a whole number like any other and was loaded; the first speech window
+    after it raised OverflowError (1.0 / n) in the daemon's loop, which ended the process, and
+    every restart after it loaded the same file again. Such a count now forgets as any count
+    beyond max_count does."""
+    store, model = _store_and_model(tmp_path)
+    adapter = store.load(model)
+    _feed(adapter, 5)
+    store.save(model, adapter)
+    path = store.path(model)
+    state = json.loads(path.read_text())
+    state["n"] = 10 ** 400
+    path.write_text(json.dumps(state))
+    old = store.load(model)
+    assert old.n == 10 ** 400 and old.ready
+    same = store.load(model)
+    same.n = old.max_count + 1   # the same statistics, past the memory by one window
+    row = np.random.default_rng(3).normal(size=old.dim)
+    old.update(row)
+    same.update(row)
+    np.testing.assert_array_equal(old.mean, same.mean)
+    np.testing.assert_array_equal(old.var, same.var)
+    np.testing.assert_array_equal(old.transform(row), same.transform(row))
