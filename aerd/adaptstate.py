@@ -107,17 +107,18 @@ class AdaptStore:
                 adapter = new_adapter(model.card)
         return adapter
 
-    def save(self, model: Model, adapter: Any) -> None:
+    def save(self, model: Model, adapter: Any) -> bool:
         """Write the state durably (synced before it replaces the old file, so a power cut
         leaves the old or the new state, never a torn one). A failed write (disk full, read-only)
         is logged and leaves the old file and no temporary file behind; the daemon goes on.
-        Statistics the file already holds are not written again."""
+        Statistics the file already holds are not written again. False if the write failed
+        (the daemon counts those in its status events), else True."""
         if not self.settings.persist:
-            return
+            return True
         p = self.path(model)
         state = {**adapter.state_dict(), "features": _features(model)}
         if self._on_disk.get(p) == state or (p in self._absent and adapter.n == 0):
-            return   # nothing new: the file holds it, or there is none and nothing was heard
+            return True   # nothing new: the file holds it, or there is none and nothing was heard
         tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,7 @@ class AdaptStore:
             if self._failures == self.LOUD_FAILURES + 1:
                 log.warning("%s: saving keeps failing; retrying at every save, quietly (debug "
                             "lines) until it works again", p)
+            return False
         else:
             if self._failures:
                 log.info("adaptation state saved to %s again after %d failed attempts", p,
@@ -146,6 +148,7 @@ class AdaptStore:
                 log.log(logging.DEBUG if self._saved_once else logging.INFO,
                         "adaptation state saved to %s", p)
             self._saved_once, self._failures = True, 0
+            return True
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)

@@ -148,9 +148,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(_log_level(new.service.log_level))
         return pipeline
 
-    def persist(p: Pipeline) -> None:
+    def persist(p: Pipeline) -> bool:   # False: the save failed (status save_errors)
         if store is not None and p.adapter is not None:
-            store.save(p.model, p.adapter)
+            return store.save(p.model, p.adapter)
+        return True
 
     daemon = Daemon(source, pipeline, publisher, device_id, s.publish.status_interval, notifier,
                     reload=reload, persist=persist)

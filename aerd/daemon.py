@@ -43,6 +43,7 @@ class Counters:
     windows: int = 0
     speech_windows: int = 0
     bad_windows: int = 0
+    save_errors: int = 0   # failed saves of the adaptation state in a row
 
 
 class Daemon:
@@ -51,7 +52,7 @@ class Daemon:
     def __init__(self, source: Any, pipeline: Pipeline, publisher: Publisher, device_id: str,
                  status_interval: float = 5.0, notifier: Notifier | None = None,
                  reload: Callable[[Pipeline], Pipeline | None] | None = None,
-                 persist: Callable[[Pipeline], None] | None = None, persist_interval: float = 300.0,
+                 persist: Callable[[Pipeline], bool] | None = None, persist_interval: float = 300.0,
                  tick_s: float = 0.25):
         self.source = source
         self.pipeline = pipeline
@@ -111,13 +112,15 @@ class Daemon:
             audio_s=round(self.counters.audio_s, 3), windows=c.windows + p.windows,
             speech_windows=c.speech_windows + p.speech_windows, events=c.events,
             overflows=src.overflows, dropped=self.publisher.dropped,
-            bad_frames=src.bad_frames + c.bad_windows + p.bad_windows, model=p.model.id)
+            bad_frames=src.bad_frames + c.bad_windows + p.bad_windows, model=p.model.id,
+            save_errors=c.save_errors)
 
     def _publish_status(self, state: str = "running") -> None:
         ev = self.status_event(state)
         self.publisher.send(ev)
+        unsaved = f"; {ev.save_errors} failed state saves" if ev.save_errors else ""
         self.notifier.status(f"{state}; input {ev.input}; {ev.windows} windows, {ev.events} events, "
-                             f"{ev.overflows} overflows")
+                             f"{ev.overflows} overflows{unsaved}")
         self._next_status = time.monotonic() + self.status_interval
 
     def _publish_results(self, results: list[Result]) -> None:
@@ -134,14 +137,20 @@ class Daemon:
             self.counters.events += 1
 
     # -- loop ---------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        """Save the adaptation state (if the daemon has a ``persist``); a failed save (full
+        disk, read-only state directory) is counted for the status events, the loop goes on."""
+        if self._persist is not None:
+            saved = self._persist(self.pipeline)
+            self.counters.save_errors = 0 if saved else self.counters.save_errors + 1
+
     def _do_reload(self) -> None:
         self._hup = False
         if self._ready:   # (before it, systemd still waits for the first READY=1: audio flowing)
             self.notifier.reloading()
         new = None
         if self._reload is not None:
-            if self._persist is not None:
-                self._persist(self.pipeline)   # first: the new pipeline loads this state
+            self._save_state()   # first: the new pipeline loads this state
             new = self._reload(self.pipeline)
             if new is not None:
                 old, c = self.pipeline, self.counters
@@ -177,8 +186,7 @@ class Daemon:
             raise
         self.notifier.stopping()
         self._publish_status("stopping")
-        if self._persist is not None:
-            self._persist(self.pipeline)
+        self._save_state()
         log.info("stopped after %.1f s of audio, %d windows, %d events", self.counters.audio_s,
                  self.counters.windows + self.pipeline.windows, self.counters.events)
         return 0
@@ -215,7 +223,7 @@ class Daemon:
             if now >= self._next_status:
                 self._publish_status()
             if self._persist is not None and now >= self._next_persist:
-                self._persist(self.pipeline)   # survive a power cut, not only a clean stop
+                self._save_state()   # survive a power cut, not only a clean stop
                 self._next_persist = now + self.persist_interval
             self.publisher.poll_subscriptions()
             self.gate.maybe_ping(now)

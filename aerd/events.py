@@ -112,6 +112,7 @@ class StatusEvent(Event):
     dropped: int = 0
     bad_frames: int = 0
     model: str = ""
+    save_errors: int = 0
 
 
 TOPICS: dict[bytes, type[Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}

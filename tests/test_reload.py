@@ -185,6 +185,38 @@ def test_a_reload_onto_changed_features_does_not_carry_the_statistics_over(tmp_p
         sub.close()
 
 
+def test_saves_that_fail_mid_run_are_counted_in_the_status_events(tmp_path, ctx):
+    """A save of the adaptation state that fails mid-run (here the state directory is replaced
+    by a file, which fails the save as a full disk or a read-only remount does, also for root)
+    was a log line only: subscribers could not tell that the device's statistics lived in
+    memory only. Status events count the failed saves in a row (a reload saves first, then
+    says "reloaded"); the daemon goes on, and the count is 0 again once a save works."""
+    state = tmp_path / "state"
+    saved = state / "adapt-default.json"
+    daemon, sub, _ = _start(tmp_path, ctx, f'[service]\nstate_dir = "{state}"\n', repeat=4)
+
+    def save_by_reload() -> dict:
+        assert sub.pump(15, lambda e: e["topic"] == "emotion"), "no speech: nothing new to save"
+        daemon.send_signal(signal.SIGHUP)
+        assert sub.pump(5, lambda e: e.get("state") in ("reloaded", "reload_failed"))
+        return sub.events[-1][1]
+
+    try:
+        assert save_by_reload()["save_errors"] == 0 and saved.exists()
+        n_saved = json.loads(saved.read_text())["n"]
+        state.rename(tmp_path / "away")
+        state.write_text("")
+        assert [save_by_reload()["save_errors"] for _ in range(2)] == [1, 2]
+        assert daemon.poll() is None
+        state.unlink()
+        (tmp_path / "away").rename(state)
+        assert save_by_reload()["save_errors"] == 0
+        assert json.loads(saved.read_text())["n"] > n_saved
+    finally:
+        stop_process(daemon)
+        sub.close()
+
+
 COUNT_MODELS = """
 import gc, sys, threading, time, weakref
 import aerd.model as am
