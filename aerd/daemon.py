@@ -144,6 +144,15 @@ class Daemon:
             saved = self._persist(self.pipeline)
             self.counters.save_errors = 0 if saved else self.counters.save_errors + 1
 
+    def _input_gap(self) -> None:
+        """The microphone is lost: however long until it is back, that is a gap in the audio.
+        The stream's tail is scored, then windows and decision start afresh (stream time goes
+        on from the audio before the gap)."""
+        p = self.pipeline
+        self._publish_results(p.flush())
+        self.counters.stream_offset_s += p.extractor.samples_in / p.model.card.features.sample_rate
+        p.restart_stream()
+
     def _do_reload(self) -> None:
         self._hup = False
         if self._ready:   # (before it, systemd still waits for the first READY=1: audio flowing)
@@ -211,6 +220,8 @@ class Daemon:
                     self._ready = True
                     self.notifier.ready()
             if src.state != self._input_state:
+                if src.state == "lost":
+                    self._input_gap()
                 if self._input_state:   # the microphone logs its own losses (rate-limited)
                     log.log(logging.INFO if src.ended else logging.DEBUG, "input %s: %s",
                             src.state, src.detail)

@@ -24,15 +24,25 @@ class Pipeline:
     """``push(samples)`` -> one :class:`Result` per completed window."""
 
     def __init__(self, model: Model, decision: DecisionSettings, adapter=None):
-        card = model.card
         self.model = model
-        self.extractor = StreamExtractor(card.features, card.window_s, card.hop_s, card.min_audio_s)
-        self.decider = Decider(card.labels, decision)
+        self.extractor = self._new_stream()
+        self.decider = Decider(model.card.labels, decision)
         self.min_speech = decision.min_speech
         self.adapter = adapter
         self.windows = 0
         self.speech_windows = 0
         self.bad_windows = 0
+
+    def _new_stream(self) -> StreamExtractor:
+        card = self.model.card
+        return StreamExtractor(card.features, card.window_s, card.hop_s, card.min_audio_s)
+
+    def restart_stream(self) -> None:
+        """Start a fresh window stream and decision (the input broke off: a lost microphone),
+        so that no window joins audio from both sides of the gap and no label is held over
+        it; the device's adaptation goes on. Flush the old stream first to score its tail."""
+        self.extractor = self._new_stream()
+        self.decider.reset()
 
     def _results(self, windows: list[Window]) -> list[Result]:
         out = []
