@@ -44,6 +44,10 @@ from typing import Any
 import numpy as np
 
 STATE_VERSION = 1
+MIN_SPEECH = 0.2
+"""Speech fraction of the windows the statistics are learned from: the training's (the card's
+``method``), whatever threshold the decision uses for its events (windows of less speech hold
+the near-constant features of silence, which would replace the device's statistics)."""
 
 
 class FeatureNormalizer:

@@ -42,7 +42,8 @@ class ModelSettings:
 @dataclass(frozen=True)
 class DecisionSettings:
     min_speech: float = 0.2
-    """Fraction of a window's frames that must be speech for an emotion event."""
+    """Fraction of a window's frames that must be speech for an emotion event (the adaptation
+    learns from windows of at least ``aerd.adapt.MIN_SPEECH``, whatever this is)."""
     smoothing: int = 1
     """Average probabilities over this many recent speech windows. 1: each window on its own
     (its 3 s already span six hops). Averaging 3 cost 1.9 points of 8-class accuracy with

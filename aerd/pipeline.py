@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .adapt import MIN_SPEECH
 from .config import DecisionSettings
 from .decision import Decider, Decision
 from .model import Model
@@ -53,13 +54,13 @@ class Pipeline:
             if not np.isfinite(x).all():   # never feed NaN to the model or the adapter
                 self.bad_windows += 1
                 continue
+            if self.adapter is not None and w.speech >= MIN_SPEECH:
+                self.adapter.update(x)   # (as in training, whatever [decision] min_speech is)
             if w.speech >= self.min_speech:
                 self.speech_windows += 1
-                if self.adapter is not None:
-                    self.adapter.update(x)
-                    if self.adapter.ready:
-                        x = self.adapter.transform(x)
-                        adapted = True
+                if self.adapter is not None and self.adapter.ready:
+                    x = self.adapter.transform(x)
+                    adapted = True
             probs = self.model.predict(x, adapted=adapted)[0]
             out.append(Result(w, probs, self.decider.update(w.speech, probs), adapted))
         return out

@@ -168,3 +168,35 @@ def test_shrinkage_off_by_default_and_from_card():
         FeatureNormalizer(2, prior_count=-1.0, prior_mean=[0.0, 0.0])
     with pytest.raises(ValueError):
         FeatureNormalizer(2, prior_count=1.0, prior_mean=[0.0])
+
+
+def test_min_speech_0_does_not_teach_the_adaptation_silence(data_dir):
+    """[decision] min_speech = 0 (an event for every window; `classify --min-speech 0`) fed
+    every window to the statistics: a quiet night (here 200 s of room noise at -70 dBFS)
+    replaced the device's speech statistics with those of near-constant features of windows
+    without speech (400 of them), and the next speech was normalised with those. The
+    statistics learn from the windows the adaptation was trained on (speech >= 0.2) whatever
+    the events' threshold; the events still come for every window, adapted."""
+    import soundfile as sf
+
+    from aerd.adaptstate import new_adapter
+    from aerd.config import DecisionSettings
+    from aerd.model import load_model
+    from aerd.pipeline import Pipeline
+
+    model = load_model(None, adapt=True)
+    speech = [sf.read(f, dtype="float32")[0] for f in sorted(data_dir.glob("*.flac"))]
+    noise = (3e-4 * np.random.default_rng(0).normal(size=200 * 16000)).astype(np.float32)
+    adapters, results = [], []
+    for min_speech in (0.2, 0.0):
+        adapter = new_adapter(model.card)
+        pipe = Pipeline(model, DecisionSettings(min_speech=min_speech), adapter)
+        for x in (*speech, noise):
+            results.append(pipe.push(x))
+        adapters.append(adapter)
+    night = results[-1]   # the 0.0 pipeline's windows of noise
+    assert adapters[0].ready and len(night) > 350
+    assert adapters[1].n == adapters[0].n
+    np.testing.assert_array_equal(adapters[1].mean, adapters[0].mean)
+    np.testing.assert_array_equal(adapters[1].var, adapters[0].var)
+    assert all(r.decision is not None and r.adapted for r in night)
