@@ -52,7 +52,8 @@ def emotions_across_a_loss(tmp_path, data_dir):
     """Emotion events of a daemon whose microphone is lost between an angry and a sad clip,
     with a hysteresis no label change within one stream can pass; and the loss's stream time."""
     rate = 16000
-    before, after = FileSource(data_dir / ANGRY, rate, fast=True), FileSource(data_dir / SAD, rate, fast=True)
+    before = FileSource(data_dir / ANGRY, rate, fast=True)
+    after = FileSource(data_dir / SAD, rate, fast=True)
     loss_at = before.duration
     ep = f"ipc://{tmp_path}/loss.sock"
     ctx = zmq.Context()
@@ -79,7 +80,8 @@ def emotions_across_a_loss(tmp_path, data_dir):
 def test_no_window_joins_the_audio_before_and_after_a_lost_microphone(emotions_across_a_loss):
     events, loss_at = emotions_across_a_loss
     assert any(e["end"] <= loss_at for e in events) and any(e["start"] >= loss_at for e in events)
-    across = [(e["start"], e["end"]) for e in events if e["start"] < loss_at - 1e-3 < e["end"] - 2e-3]
+    across = [(e["start"], e["end"]) for e in events
+              if e["start"] < loss_at - 1e-3 < e["end"] - 2e-3]
     assert not across, f"windows across the gap at {loss_at:.3f} s: {across}"
 
 
