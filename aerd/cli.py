@@ -227,7 +227,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(_args: argparse.Namespace) -> int:
-    from .mic import list_devices
+    from .devices import list_devices
 
     devices = list_devices()
     if not devices:

@@ -25,42 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from .devices import find_device, import_sounddevice, list_devices
 from .errors import AudioError
 from .ringbuffer import RingBuffer
 from .sources import Resampler, warn_narrowband
 
 log = logging.getLogger(__name__)
-
-
-def import_sounddevice() -> Any:
-    """Import sounddevice, turning a missing PortAudio into a one-line AudioError."""
-    try:
-        import sounddevice as sd
-    except OSError as e:  # PortAudio library not found
-        raise AudioError(f"no usable microphone: PortAudio is not installed ({e}); "
-                         "install libportaudio2, or use --input FILE or --input -") from None
-    return sd
-
-
-def list_devices() -> list[dict[str, Any]]:
-    sd = import_sounddevice()
-    return [dict(index=i, name=d["name"], channels=d["max_input_channels"],
-                 default_rate=d["default_samplerate"])
-            for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
-
-
-def find_device(spec: str, devices: list[dict[str, Any]]) -> int | None:
-    """An input device index from ``--device`` (index or name substring); None = default."""
-    if spec == "":
-        return None
-    if spec.isdigit():
-        if any(d["index"] == int(spec) for d in devices):
-            return int(spec)
-        raise AudioError(f"--device {spec}: no input device with that index (see `aerd devices`)")
-    hits = [d for d in devices if spec.lower() in d["name"].lower()]
-    if not hits:
-        raise AudioError(f"--device {spec!r}: no input device name contains it (see `aerd devices`)")
-    return hits[0]["index"]
 
 
 class MicSource:

@@ -85,7 +85,7 @@ class PulseServer:
     """
 
     def __init__(self, directory: str | os.PathLike, *, rate: int = 48000, channels: int = 1,
-                 start_timeout: float = 10.0):
+                 start_timeout: float = 10.0, alsa_devices: tuple[str, ...] = ()):
         self.dir = Path(directory)
         self.rate = rate
         self.channels = channels
@@ -104,7 +104,7 @@ class PulseServer:
         os.chmod(self.runtime, 0o700)
         self.config.write_text(_CONFIG.format(
             socket=self.socket, sink=SINK, source=SOURCE, rate=rate, channels=channels))
-        (self.dir / ".asoundrc").write_text(_ASOUNDRC)
+        self.set_alsa_devices(alsa_devices)
 
         self.env: dict[str, str] = {
             "PULSE_SERVER": f"unix:{self.socket}",
@@ -115,6 +115,14 @@ class PulseServer:
         }
         # Make sure no system-wide override points ALSA elsewhere.
         self._drop = ("ALSA_CONFIG_PATH", "PULSE_SINK", "PULSE_SOURCE", "PULSE_PROP")
+
+    def set_alsa_devices(self, names: tuple[str, ...] | list[str]) -> None:
+        """More ALSA capture devices, each the pulse source ``mic``, listed by PortAudio in this
+        order before ``default``; a client sees a change at its next PortAudio initialisation
+        (a USB microphone unplugged, or another plugged in, between two device scans)."""
+        extra = "".join(f'pcm.{n} {{ type pulse; device "{SOURCE}"; '
+                        f'hint {{ show on; description "{n} (test)" }} }}\n' for n in names)
+        (self.dir / ".asoundrc").write_text(_ASOUNDRC + extra)
 
     # -- environment -------------------------------------------------------------------------
 

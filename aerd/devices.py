@@ -1,0 +1,48 @@
+"""Input devices as PortAudio (sounddevice) lists them, and the one ``[input] device`` names.
+
+Imported only when a microphone is used or listed (`aerd devices`): sounddevice loads PortAudio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import AudioError
+
+
+def import_sounddevice() -> Any:
+    """Import sounddevice, turning a missing PortAudio into a one-line AudioError."""
+    try:
+        import sounddevice as sd
+    except OSError as e:  # PortAudio library not found
+        raise AudioError(f"no usable microphone: PortAudio is not installed ({e}); "
+                         "install libportaudio2, or use --input FILE or --input -") from None
+    return sd
+
+
+def list_devices() -> list[dict[str, Any]]:
+    sd = import_sounddevice()
+    return [dict(index=i, name=d["name"], channels=d["max_input_channels"],
+                 default_rate=d["default_samplerate"])
+            for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+
+
+def find_device(spec: str, devices: list[dict[str, Any]]) -> int | None:
+    """An input device index from ``--device``: an index, a whole name as `aerd devices` lists
+    it, or a substring of one name (case-insensitive); None = the default input. A substring
+    of several names is refused, naming them (ALSA lists `sysdefault` before `default`)."""
+    if spec == "":
+        return None
+    if spec.isdigit():
+        if any(d["index"] == int(spec) for d in devices):
+            return int(spec)
+        raise AudioError(f"--device {spec}: no input device with that index (see `aerd devices`)")
+    exact = [d for d in devices if d["name"] == spec]
+    hits = exact or [d for d in devices if spec.lower() in d["name"].lower()]
+    if not hits:
+        raise AudioError(f"--device {spec!r}: no input device name contains it (see `aerd devices`)")
+    if len(hits) > 1:
+        names = ", ".join(f"{d['index']} {d['name']!r}" for d in hits[:6])
+        raise AudioError(f"--device {spec!r}: {len(hits)} input devices match ({names}); "
+                         "give the whole name or the index (see `aerd devices`)")
+    return hits[0]["index"]
