@@ -5,9 +5,14 @@ Imported only when a microphone is used or listed (`aerd devices`): sounddevice 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import AudioError
+
+
+_HW = re.compile(r" \(hw:\d+,\d+\)$")
+"""The ALSA card and device numbers PortAudio appends to a hardware device's name."""
 
 
 def import_sounddevice() -> Any:
@@ -27,12 +32,23 @@ def list_devices() -> list[dict[str, Any]]:
             for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
 
 
-def find_device(spec: str, devices: list[dict[str, Any]]) -> int | None:
+def find_device(spec: str, devices: list[dict[str, Any]], pinned: str | None = None) -> int | None:
     """An input device index from ``--device``: an index, a whole name as `aerd devices` lists
     it, or a substring of one name (case-insensitive); None = the default input. A substring
-    of several names is refused, naming them (ALSA lists `sysdefault` before `default`)."""
+    of several names is refused, naming them (ALSA lists `sysdefault` before `default`).
+    ``pinned``: the name an index named when it was first opened; at a reopen that device is
+    looked for by name (a re-plug renumbers devices: the index may name another one now), its
+    ALSA card number aside ("USB Mic: Audio (hw:1,0)" plugged again may be "(hw:2,0)")."""
     if spec == "":
         return None
+    if spec.isdigit() and pinned is not None:
+        now = ([d for d in devices if d["name"] == pinned]
+               or [d for d in devices if _HW.sub("", d["name"]) == _HW.sub("", pinned)])
+        if len(now) != 1:
+            raise AudioError(f"--device {spec}: {pinned!r}, opened as {spec}, is "
+                             f"{'not there' if not now else 'not told apart from another'} "
+                             "(see `aerd devices`)")
+        return now[0]["index"]
     if spec.isdigit():
         if any(d["index"] == int(spec) for d in devices):
             return int(spec)

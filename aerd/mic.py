@@ -71,6 +71,7 @@ class MicSource:
         self._retry_at = 0.0
         self._backoff = 0.5
         self._warned: tuple[str, int] | None = None   # the device the rate warning was for
+        self._pinned: str | None = None   # the name of the device an index named at first
         self._open(first=True)
 
     @property
@@ -103,7 +104,7 @@ class MicSource:
             devices = list_devices()
             if not devices:
                 raise AudioError("no input device found")
-            index = find_device(self.device_spec, devices)
+            index = find_device(self.device_spec, devices, self._pinned)
             info = sd.query_devices(index, "input")
             # mono at the model rate if the device takes it; else its own rate and/or 2 channels
             # (downmixed in the callback) — a raw hw: device may offer only those
@@ -138,6 +139,8 @@ class MicSource:
             self.detail = f"{'open' if first else 'reopen'} failed: {msg}"
             return
         self._last_cb = self._opened_at = time.monotonic()
+        if self.device_spec.isdigit():
+            self._pinned = info["name"]
         self.state = "ok"
         self.detail = f"{info['name']} @ {dev_rate} Hz"
         self._log_trouble(logging.INFO, "microphone open: %s", self.detail)

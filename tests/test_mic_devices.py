@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_helpers import Sub, env, run, spawn, stop_process  # noqa: E402
 from pulse_server import PulseServer, pulse_available  # noqa: E402
 
-pytestmark = pytest.mark.skipif(pulse_available() is not None, reason=pulse_available() or "")
+needs_pulse = pytest.mark.skipif(pulse_available() is not None, reason=pulse_available() or "")
 
 
 def _opened(tmp_path, ctx, server, *args, name="d"):
@@ -32,6 +32,7 @@ def _opened(tmp_path, ctx, server, *args, name="d"):
     return detail, daemon
 
 
+@needs_pulse
 def test_a_device_name_is_matched_exactly_before_as_a_substring(tmp_path, ctx):
     """`--device default`, as `aerd devices` lists it, opened the first device whose name
     contains 'default' (ALSA lists `sysdefault` before `default`; here `mydefault`)."""
@@ -45,6 +46,7 @@ def test_a_device_name_is_matched_exactly_before_as_a_substring(tmp_path, ctx):
     assert daemon.returncode == 0
 
 
+@needs_pulse
 def test_a_name_that_matches_two_devices_is_refused(tmp_path):
     """`--device usb` with two USB microphones took the first one without a word."""
     with PulseServer(tmp_path / "pa", alsa_devices=("usbA", "usbB")) as server:
@@ -53,3 +55,55 @@ def test_a_name_that_matches_two_devices_is_refused(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2, r.stderr[-1500:]
     assert "--device 'usb'" in last and "usbA" in last and "usbB" in last, last
+
+
+@needs_pulse
+def test_a_device_chosen_by_index_stays_that_device_after_a_replug(tmp_path, ctx):
+    """`--device 1` opened usbA; the sound server went away and came back with the devices in
+    another order (a USB microphone plugged again, another one first): the reopen took what
+    index 1 now named, another microphone, and said only 'ok'. Now it is usbA at its new index,
+    and while usbA is missing the input is lost, naming it."""
+    server = PulseServer(tmp_path / "pa", alsa_devices=("usbA", "usbB")).start()
+    ep = f"ipc://{tmp_path}/i.sock"
+    sub = Sub(ep, ctx)
+    daemon = spawn("run", "--endpoint", ep, "--no-adapt", "--status-interval", "0.5",
+                   "--device", "1", env=server.client_env(env()))
+
+    def back_with(devices):
+        server.kill()
+        assert sub.pump(10, lambda e: e["topic"] == "status" and e["input"] == "lost")
+        server.set_alsa_devices(devices)
+        server.start()
+        sub.pump(5)   # retries at 0.5, 1, 2 s after the loss
+        return [e for _, e in sub.events if e["topic"] == "status"][-1]
+
+    try:
+        assert sub.pump(20, lambda e: e["topic"] == "status" and e["input"] == "ok")
+        assert sub.events[-1][1]["detail"].startswith("usbA @"), sub.events[-1][1]
+        last = back_with(("usbB", "usbA"))
+        assert last["input"] == "ok" and last["detail"].startswith("usbA @"), last
+        last = back_with(("usbB",))
+        assert last["input"] == "lost" and "'usbA'" in last["detail"], last
+        assert daemon.poll() is None
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=10)
+    finally:
+        stop_process(daemon)
+        sub.close()
+        server.stop()
+    assert daemon.returncode == 0
+
+
+def test_an_index_finds_its_alsa_card_under_another_card_number():
+    """PortAudio names an ALSA card's device "NAME (hw:CARD,DEV)"; a USB microphone plugged
+    again may be another card. (No sound card here: the list is as PortAudio gives one.)"""
+    from aerd.devices import find_device
+    from aerd.errors import AudioError
+
+    listed = [dict(index=0, name="HDA Intel PCH: ALC3246 Analog (hw:0,0)"),
+              dict(index=1, name="USB PnP Sound Device: Audio (hw:2,0)"),
+              dict(index=2, name="default")]
+    assert find_device("3", listed, pinned="USB PnP Sound Device: Audio (hw:1,0)") == 1
+    twins = listed + [dict(index=3, name="USB PnP Sound Device: Audio (hw:3,0)")]
+    with pytest.raises(AudioError, match="not told apart"):
+        find_device("1", twins, pinned="USB PnP Sound Device: Audio (hw:1,0)")
