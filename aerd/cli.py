@@ -59,12 +59,14 @@ def state_dir(settings: config.Settings) -> Path:
     return Path.home() / ".local" / "state" / "aerd"
 
 
-def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False):
+def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False,
+                 device_option: str = "--device"):
     src = s.input.source
     if src == "mic":
         from .mic import MicSource
 
-        return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s, wait=wait_for_mic)
+        return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s, wait=wait_for_mic,
+                         option=device_option)
     from .sources import FileSource
     from .stdin import StdinSource
 
@@ -108,7 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     publisher = Publisher(s.publish)
     notifier = Notifier.from_env()
     try:   # under systemd a missing microphone is waited for: exiting would only restart us
-        source = build_source(s, model.card.features.sample_rate, wait_for_mic=notifier.enabled)
+        source = build_source(s, model.card.features.sample_rate, wait_for_mic=notifier.enabled,
+                              device_option="--device" if args.device is not None
+                              else f"{args.config}: [input] device")
     except AerdError:
         publisher.close()
         raise

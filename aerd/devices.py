@@ -32,33 +32,35 @@ def list_devices() -> list[dict[str, Any]]:
             for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
 
 
-def find_device(spec: str, devices: list[dict[str, Any]], pinned: str | None = None) -> int | None:
+def find_device(spec: str, devices: list[dict[str, Any]], pinned: str | None = None,
+                option: str = "--device") -> int | None:
     """An input device index from ``--device``: an index, a whole name as `aerd devices` lists
     it, or a substring of one name (case-insensitive); None = the default input. A substring
     of several names is refused, naming them (ALSA lists `sysdefault` before `default`).
     ``pinned``: the name an index named when it was first opened; at a reopen that device is
     looked for by name (a re-plug renumbers devices: the index may name another one now), its
-    ALSA card number aside ("USB Mic: Audio (hw:1,0)" plugged again may be "(hw:2,0)")."""
+    ALSA card number aside ("USB Mic: Audio (hw:1,0)" plugged again may be "(hw:2,0)").
+    ``option``: where ``spec`` came from, for the errors ("FILE: [input] device")."""
     if spec == "":
         return None
     if spec.isdigit() and pinned is not None:
         now = ([d for d in devices if d["name"] == pinned]
                or [d for d in devices if _HW.sub("", d["name"]) == _HW.sub("", pinned)])
         if len(now) != 1:
-            raise AudioError(f"--device {spec}: {pinned!r}, opened as {spec}, is "
+            raise AudioError(f"{option} {spec}: {pinned!r}, opened as {spec}, is "
                              f"{'not there' if not now else 'not told apart from another'} "
                              "(see `aerd devices`)")
         return now[0]["index"]
     if spec.isdigit():
         if any(d["index"] == int(spec) for d in devices):
             return int(spec)
-        raise AudioError(f"--device {spec}: no input device with that index (see `aerd devices`)")
+        raise AudioError(f"{option} {spec}: no input device with that index (see `aerd devices`)")
     exact = [d for d in devices if d["name"] == spec]
     hits = exact or [d for d in devices if spec.lower() in d["name"].lower()]
     if not hits:
-        raise AudioError(f"--device {spec!r}: no input device name contains it (see `aerd devices`)")
+        raise AudioError(f"{option} {spec!r}: no input device name contains it (see `aerd devices`)")
     if len(hits) > 1:
         names = ", ".join(f"{d['index']} {d['name']!r}" for d in hits[:6])
-        raise AudioError(f"--device {spec!r}: {len(hits)} input devices match ({names}); "
+        raise AudioError(f"{option} {spec!r}: {len(hits)} input devices match ({names}); "
                          "give the whole name or the index (see `aerd devices`)")
     return hits[0]["index"]

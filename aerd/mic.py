@@ -41,8 +41,10 @@ class MicSource:
 
     def __init__(self, device: str, rate: int, buffer_s: float = 10.0, block_s: float = 0.05,
                  stall_s: float = 1.0, max_backoff_s: float = 8.0, healthy_s: float = 30.0,
-                 long_trouble_s: float = 300.0, long_backoff_s: float = 60.0, wait: bool = False):
+                 long_trouble_s: float = 300.0, long_backoff_s: float = 60.0, wait: bool = False,
+                 option: str = "--device"):
         self._sd = import_sounddevice()
+        self.option = option   # where device came from, for errors: "--device", "FILE: [input] device"
         self.wait = wait
         self.name = "mic"
         self.device_spec = device
@@ -104,7 +106,7 @@ class MicSource:
             devices = list_devices()
             if not devices:
                 raise AudioError("no input device found")
-            index = find_device(self.device_spec, devices, self._pinned)
+            index = find_device(self.device_spec, devices, self._pinned, self.option)
             info = sd.query_devices(index, "input")
             # mono at the model rate if the device takes it; else its own rate and/or 2 channels
             # (downmixed in the callback) — a raw hw: device may offer only those

@@ -107,3 +107,16 @@ def test_an_index_finds_its_alsa_card_under_another_card_number():
     twins = listed + [dict(index=3, name="USB PnP Sound Device: Audio (hw:3,0)")]
     with pytest.raises(AudioError, match="not told apart"):
         find_device("1", twins, pinned="USB PnP Sound Device: Audio (hw:1,0)")
+
+
+@needs_pulse
+def test_a_device_from_the_config_file_is_named_as_its_key(tmp_path):
+    """`[input] device` in the config file was blamed on a --device flag nobody gave."""
+    cfg = tmp_path / "aerd.toml"
+    cfg.write_text('[input]\ndevice = "no-such-mic"\n')
+    with PulseServer(tmp_path / "pa") as server:
+        r = run("run", "--config", str(cfg), "--endpoint", f"ipc://{tmp_path}/c.sock",
+                "--no-adapt", env=server.client_env(env()), timeout=30)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2, r.stderr[-1500:]
+    assert f"{cfg}: [input] device 'no-such-mic'" in last and "--device 'no" not in last, last
