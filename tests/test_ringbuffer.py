@@ -105,19 +105,17 @@ def test_microphone_callback_downmixes_stereo_without_allocating():
     import tracemalloc
     from types import SimpleNamespace
 
-    from aerd.mic import MicSource
+    from aerd.capture import Capture
 
-    mic = object.__new__(MicSource)   # the callback's state only, as _open sets it up
-    mic._raw, mic._mono = RingBuffer(16000), np.zeros(1600, np.float32)
-    mic.portaudio_overflows, mic._last_cb = 0, 0.0
+    cap = Capture("stereo", 16000, 2, 1.0, 800)   # its ring and downmix block, as opened
     ok = SimpleNamespace(input_overflow=False)
     block = np.random.default_rng(0).standard_normal((800, 2)).astype(np.float32)
-    mic._callback(block, 800, None, ok)
-    np.testing.assert_allclose(mic._raw.read(800, timeout=0), block.mean(axis=1), rtol=1e-6)
+    cap.callback(block, 800, None, ok)
+    np.testing.assert_allclose(cap.ring.read(800, timeout=0), block.mean(axis=1), rtol=1e-6)
     tracemalloc.start()
     for _ in range(15):   # the ring holds 20 blocks: no reads needed (reads allocate)
-        mic._callback(block, 800, None, ok)
+        cap.callback(block, 800, None, ok)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1000, f"{peak} bytes allocated by 15 callbacks of 800 stereo frames"
-    assert len(mic._raw) == 15 * 800
+    assert len(cap.ring) == 15 * 800

@@ -73,20 +73,22 @@ def test_microphone_capture_loss_and_recovery(tmp_path, ctx):
 
 
 _REINIT_CHILD = """
-import json, sounddevice as sd
+import json, time, sounddevice as sd
 from aerd.mic import MicSource
 mic = MicSource("", 16000, wait=True)
 first = mic.state
-mic._stream.close(); mic._stream = None
 real = sd._initialize
 def fail_once():
     sd._initialize = real
     raise sd.PortAudioError("Error initializing PortAudio (injected)")
 sd._initialize = fail_once
-mic._open()            # PortAudio terminated, its initialisation fails once
-failed = mic._stream is None
-mic._open()            # the next retry
-print(json.dumps([first, failed, mic.state, mic._stream is not None]))
+mic._lost("test")      # the stream closed; the reopen terminates PortAudio, its initialisation fails once
+details, t = [], time.monotonic()
+while mic.state != "ok" and time.monotonic() - t < 10:   # the next retries
+    mic.read(0.25)
+    details.append(mic.detail)
+failed = any("injected" in d for d in details)
+print(json.dumps([first, failed, mic.state, mic._cap is not None]))
 mic.close()
 """
 
