@@ -144,13 +144,16 @@ class Daemon:
             saved = self._persist(self.pipeline)
             self.counters.save_errors = 0 if saved else self.counters.save_errors + 1
 
-    def _input_gap(self) -> None:
-        """The microphone is lost: however long until it is back, that is a gap in the audio.
-        The stream's tail is scored, then windows and decision start afresh (stream time goes
-        on from the audio before the gap)."""
+    def _input_gap(self, dropped_s: float = 0.0) -> None:
+        """The microphone is lost (however long until it is back), or its ring dropped
+        ``dropped_s`` of audio: a gap in the audio. The stream's tail is scored, then windows
+        and decision start afresh. Stream time goes on from the audio before the gap, plus
+        the audio dropped (a loss captured none), so that start/end keep to the microphone's
+        clock across an overflow."""
         p = self.pipeline
         self._publish_results(p.flush())
-        self.counters.stream_offset_s += p.extractor.samples_in / p.model.card.features.sample_rate
+        self.counters.stream_offset_s += (p.extractor.samples_in / p.model.card.features.sample_rate
+                                          + dropped_s)
         p.restart_stream()
 
     def _do_reload(self) -> None:
@@ -206,6 +209,8 @@ class Daemon:
                 self._do_reload()
             block = src.read(timeout=self.tick_s)
             if block is not None and len(block):
+                if getattr(src, "gap_s", 0.0) > 0:   # the microphone's ring overflowed
+                    self._input_gap(src.gap_s)
                 self.counters.audio_s += len(block) / rate
                 self._publish_results(self.pipeline.push(block))
                 self.gate.progress()

@@ -16,6 +16,11 @@ Opening and closing streams run on a worker thread (:mod:`aerd.capture`): a soun
 that stops answering blocks them for minutes, and the daemon must go on publishing status and
 obey SIGTERM meanwhile. At start the open is waited for ``open_timeout_s`` (10 s).
 
+Audio dropped when the ring was full (the consumer fell behind) is reported in ``gap_s``:
+the seconds missing right before the block ``read`` just returned. The daemon starts its
+windows afresh after it at the stream time it ends, so that events' ``start``/``end`` keep
+to the microphone's clock and no window splices audio across the gap.
+
 With ``wait``, a microphone that cannot be opened at start is a loss like any other (input
 ``lost``, retried on the same schedule) instead of an AudioError: under a supervisor that
 restarts the daemon, exiting only starts it again and again every few seconds.
@@ -73,6 +78,8 @@ class MicSource:
         self._backoff = 0.5
         self._warned: tuple[str, int] | None = None   # the device the rate warning was for
         self._pinned: str | None = None   # the name of the device an index named at first
+        self.gap_s = 0.0   # audio missing right before the block read() returned, seconds
+        self._gap_next = 0.0   # ... before the next block (dropped after the last one)
         self._start_open(first=True)
         if not self._poll(open_timeout_s, first=True):
             msg = f"PortAudio did not answer within {open_timeout_s:g} s: a hung sound server?"
@@ -169,8 +176,8 @@ class MicSource:
             if not self._poll(min(timeout, self.stall_s / 4)) or self._cap is None:
                 return None
             cap = self._cap
-        block = cap.ring.read(cap.ring.capacity, timeout=min(timeout, self.stall_s / 4))
-        if block is None:
+        got = cap.ring.read_all(timeout=min(timeout, self.stall_s / 4))
+        if got is None:
             try:
                 active = cap.stream.active
             except cap.sd.PortAudioError as e:   # the stream's host API is gone
@@ -185,6 +192,8 @@ class MicSource:
             if self._trouble_losses > self.LOUD_LOSSES:   # the quiet lines said nothing of it
                 log.info("microphone healthy again after %d losses", self._trouble_losses)
             self._trouble_since, self._trouble_losses, self._backoff = None, 0, 0.5   # healthy
+        block, dropped = got
+        self.gap_s, self._gap_next = self._gap_next, dropped / cap.rate
         return self._resample(block)
 
     def close(self, timeout: float = 1.0) -> None:

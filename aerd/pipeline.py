@@ -39,7 +39,8 @@ class Pipeline:
         return StreamExtractor(card.features, card.window_s, card.hop_s, card.min_audio_s)
 
     def restart_stream(self) -> None:
-        """Start a fresh window stream and decision (the input broke off: a lost microphone),
+        """Start a fresh window stream and decision (the input broke off: a lost microphone,
+        or audio the microphone's ring dropped),
         so that no window joins audio from both sides of the gap and no label is held over
         it; the device's adaptation goes on. Flush the old stream first to score its tail."""
         self.extractor = self._new_stream()

@@ -25,6 +25,7 @@ class RingBuffer:
         self._ready = threading.Event()
         self.overflows = 0
         self.dropped_samples = 0
+        self._dropped_unread = 0   # dropped since the last read_all: all right after its data
 
     @property
     def capacity(self) -> int:
@@ -41,6 +42,7 @@ class RingBuffer:
             if n < len(block):
                 self.overflows += 1
                 self.dropped_samples += len(block) - n
+                self._dropped_unread += len(block) - n
             pos = self._written % self._cap
             first = min(n, self._cap - pos)
             self._buf[pos : pos + first] = block[:first]
@@ -51,18 +53,38 @@ class RingBuffer:
             self._ready.set()
         return n
 
-    def read(self, max_samples: int, timeout: float | None = None) -> np.ndarray | None:
-        """Up to ``max_samples`` samples (a new array), or None if none came within ``timeout``."""
+    def _wait(self, timeout: float | None) -> bool:
         if len(self) == 0:
             self._ready.clear()
             if len(self) == 0 and not self._ready.wait(timeout):
-                return None
-        with self._lock:
-            n = min(max_samples, self._written - self._read)
-            pos = self._read % self._cap
-            first = min(n, self._cap - pos)
-            out = np.empty(n, dtype=np.float32)
-            out[:first] = self._buf[pos : pos + first]
-            out[first:] = self._buf[: n - first]
-            self._read += n
+                return False
+        return True
+
+    def _take(self, max_samples: int) -> np.ndarray:   # (under the lock)
+        n = min(max_samples, self._written - self._read)
+        pos = self._read % self._cap
+        first = min(n, self._cap - pos)
+        out = np.empty(n, dtype=np.float32)
+        out[:first] = self._buf[pos : pos + first]
+        out[first:] = self._buf[: n - first]
+        self._read += n
         return out
+
+    def read(self, max_samples: int, timeout: float | None = None) -> np.ndarray | None:
+        """Up to ``max_samples`` samples (a new array), or None if none came within ``timeout``."""
+        if not self._wait(timeout):
+            return None
+        with self._lock:
+            return self._take(max_samples)
+
+    def read_all(self, timeout: float | None = None) -> tuple[np.ndarray, int] | None:
+        """Everything held and the number of samples dropped right after it, or None if no
+        sample came within ``timeout``. Samples are only dropped while the ring is full, that
+        is, after all it holds: for a consumer that reads only this way, that is where its
+        audio has a gap."""
+        if not self._wait(timeout):
+            return None
+        with self._lock:
+            out = self._take(self._cap)
+            dropped, self._dropped_unread = self._dropped_unread, 0
+        return out, dropped

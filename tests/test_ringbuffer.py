@@ -119,3 +119,17 @@ def test_microphone_callback_downmixes_stereo_without_allocating():
     tracemalloc.stop()
     assert peak < 1000, f"{peak} bytes allocated by 15 callbacks of 800 stereo frames"
     assert len(cap.ring) == 15 * 800
+
+
+def test_read_all_says_how_much_was_dropped_after_what_it_returns():
+    rb = RingBuffer(8)
+    rb.write(np.arange(6, dtype=np.float32))
+    rb.write(np.arange(6, 10, dtype=np.float32))   # 2 fit, 2 dropped
+    rb.write(np.ones(3, np.float32))               # all 3 dropped
+    out, dropped = rb.read_all(timeout=0)
+    np.testing.assert_array_equal(out, np.arange(8))
+    assert dropped == 5 and rb.overflows == 2
+    rb.write(np.arange(3, dtype=np.float32))
+    out, dropped = rb.read_all(timeout=0)
+    assert len(out) == 3 and dropped == 0          # counted once, where it happened
+    assert rb.read_all(timeout=0.01) is None
