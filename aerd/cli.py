@@ -60,13 +60,13 @@ def state_dir(settings: config.Settings) -> Path:
 
 
 def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False,
-                 device_option: str = "--device"):
+                 device_option: str = "--device", stop: Any = None):
     src = s.input.source
     if src == "mic":
         from .mic import MicSource
 
         return MicSource(s.input.device, rate, s.input.buffer_s, s.input.block_s, wait=wait_for_mic,
-                         option=device_option)
+                         option=device_option, stop=stop)
     from .sources import FileSource
     from .stdin import StdinSource
 
@@ -112,7 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:   # under systemd a missing microphone is waited for: exiting would only restart us
         source = build_source(s, model.card.features.sample_rate, wait_for_mic=notifier.enabled,
                               device_option="--device" if args.device is not None
-                              else f"{args.config}: [input] device")
+                              else f"{args.config}: [input] device",
+                              stop=lambda: any(e in stops for e in early))
     except AerdError:
         publisher.close()
         raise

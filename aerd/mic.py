@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class MicSource:
     def __init__(self, device: str, rate: int, buffer_s: float = 10.0, block_s: float = 0.05,
                  stall_s: float = 1.0, max_backoff_s: float = 8.0, healthy_s: float = 30.0,
                  long_trouble_s: float = 300.0, long_backoff_s: float = 60.0, wait: bool = False,
-                 option: str = "--device", open_timeout_s: float = 10.0):
+                 option: str = "--device", open_timeout_s: float = 10.0,
+                 stop: Callable[[], bool] | None = None):
         self.option = option   # where device came from, for errors: "--device", "FILE: [input] device"
         self.wait = wait
         self.name = "mic"
@@ -81,12 +82,19 @@ class MicSource:
         self.gap_s = 0.0   # audio missing right before the block read() returned, seconds
         self._gap_next = 0.0   # ... before the next block (dropped after the last one)
         self._start_open(first=True)
-        if not self._poll(open_timeout_s, first=True):
+        deadline = time.monotonic() + open_timeout_s
+        while not self._poll(0.1, first=True):   # (a stop meanwhile: the daemon acts on it)
+            if stop is not None and stop():
+                self.detail = "opening: stopped before PortAudio answered"
+                return
+            if time.monotonic() < deadline:
+                continue
             msg = f"PortAudio did not answer within {open_timeout_s:g} s: a hung sound server?"
             if not wait:
                 self.close()
                 raise AudioError(f"no usable microphone ({msg})")
             self._lost(f"no usable microphone ({msg})")
+            break
 
     @property
     def overflows(self) -> int:

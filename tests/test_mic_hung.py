@@ -110,3 +110,24 @@ def test_a_server_hung_at_start_is_waited_for_under_systemd(tmp_path, ctx):
         _cleanup(server, sub, daemon)
         notify.close()
     assert daemon.returncode == 0
+
+
+def test_sigterm_while_the_first_open_hangs_stops_at_once(tmp_path):
+    """A stop during start-up is acted on once the daemon runs; the first open waited its
+    full 10 s for a server that does not answer first (the unit's TimeoutStopSec is 10 s)."""
+    server = PulseServer(tmp_path / "pa").start()
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    daemon = spawn("run", "--endpoint", f"ipc://{tmp_path}/s.sock", "--no-adapt",
+                   env={**server.client_env(env()), "NOTIFY_SOCKET": str(tmp_path / "nobody")})
+    try:
+        time.sleep(3.0)   # the model is loaded, the open waits
+        assert daemon.poll() is None
+        t = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=15)
+        took = time.monotonic() - t
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        stop_process(daemon)
+        server.stop()
+    assert daemon.returncode == 0 and took < 2.0, (daemon.returncode, took, err[-1500:])
