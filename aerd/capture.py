@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .devices import find_device, import_sounddevice, list_devices
+from .devices import find_device, import_sounddevice, list_devices, restore_stderr
 from .errors import AudioError
 from .ringbuffer import RingBuffer
 
@@ -130,6 +130,8 @@ class Worker:
             return None
         self._thread.join(timeout)
         if self._thread.is_alive():
+            if time.monotonic() - self.since > 1.0:   # (a PortAudio initialisation may hang
+                restore_stderr()                      # with stderr pointed at /dev/null)
             return None
         self._thread = None
         ok, value = self._out
@@ -146,6 +148,7 @@ class Worker:
         if t is not None:
             t.join(timeout)
             if t.is_alive():
+                restore_stderr()
                 log.warning("microphone: PortAudio has not answered for %.0f s (%s); leaving it",
                             time.monotonic() - self.since, self.what)
                 sd = sys.modules.get("sounddevice")

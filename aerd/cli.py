@@ -232,9 +232,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(_args: argparse.Namespace) -> int:
-    from .devices import list_devices
+    from .devices import list_devices_within
 
-    devices = list_devices()
+    devices = list_devices_within(10.0)
     if not devices:
         print("no input devices found", file=sys.stderr)
         return 1

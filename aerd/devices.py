@@ -5,10 +5,34 @@ Imported only when a microphone is used or listed (`aerd devices`): sounddevice 
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from typing import Any
 
 from .errors import AudioError
+
+
+def _dup_stderr() -> int | None:
+    try:
+        return os.dup(2)
+    except OSError:   # (started with stderr closed)
+        return None
+
+
+_STDERR = _dup_stderr()
+"""Standard error as it was before sounddevice came: its PortAudio initialisation points fd 2
+at /dev/null until it returns (to hide ALSA's chatter), and against a sound server that does
+not answer that is minutes, in which this process's own error lines would vanish."""
+
+
+def restore_stderr() -> None:
+    """Point fd 2 back at the real standard error (a PortAudio initialisation hangs)."""
+    if _STDERR is not None:
+        try:
+            os.dup2(_STDERR, 2)
+        except OSError:
+            pass
 
 
 _HW = re.compile(r" \(hw:\d+,\d+\)$")
@@ -30,6 +54,28 @@ def list_devices() -> list[dict[str, Any]]:
     return [dict(index=i, name=d["name"], channels=d["max_input_channels"],
                  default_rate=d["default_samplerate"])
             for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+
+
+def list_devices_within(timeout: float) -> list[dict[str, Any]]:
+    """:func:`list_devices` on a thread of its own, given up after ``timeout`` (the device scan
+    blocks for minutes on a sound server that does not answer, and no signal interrupts it)."""
+    out: list[Any] = []
+
+    def scan() -> None:
+        try:
+            out.append(list_devices())
+        except Exception as e:   # noqa: BLE001 -- raised again on the caller's thread
+            out.append(e)
+
+    t = threading.Thread(target=scan, name="aerd-devices", daemon=True)
+    t.start()
+    t.join(timeout)
+    if not out:
+        restore_stderr()
+        raise AudioError(f"PortAudio did not answer within {timeout:g} s: a hung sound server?")
+    if isinstance(out[0], Exception):
+        raise out[0]
+    return out[0]
 
 
 def find_device(spec: str, devices: list[dict[str, Any]], pinned: str | None = None,

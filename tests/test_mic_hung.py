@@ -131,3 +131,40 @@ def test_sigterm_while_the_first_open_hangs_stops_at_once(tmp_path):
         stop_process(daemon)
         server.stop()
     assert daemon.returncode == 0 and took < 2.0, (daemon.returncode, took, err[-1500:])
+
+
+def test_devices_with_a_hung_server_is_one_line_not_a_hang(tmp_path):
+    """`aerd devices` sat in PortAudio's device scan for two minutes, deaf to ^C."""
+    from e2e_helpers import run
+
+    server = PulseServer(tmp_path / "pa").start()
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        t = time.monotonic()
+        r = run("devices", env=server.client_env(env()), timeout=30)
+        took = time.monotonic() - t
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+    assert r.returncode == 2 and took < 15, (r.returncode, took)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("aerd devices: error:") and "did not answer" in last, r.stderr[-1500:]
+
+
+def test_run_by_hand_against_a_hung_server_says_so(tmp_path):
+    """By hand (no systemd), the microphone is not waited for: one line, exit 2. The line
+    went to /dev/null: sounddevice points fd 2 there while PortAudio initialises."""
+    from e2e_helpers import run
+
+    server = PulseServer(tmp_path / "pa").start()
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        r = run("run", "--endpoint", f"ipc://{tmp_path}/r.sock", "--no-adapt",
+                env=server.client_env(env()), timeout=40)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines, (r.returncode, r.stderr[-1500:], r.stdout[-1500:])
+    assert lines[-1].startswith("aerd run: error: no usable microphone") and \
+        "did not answer within 10 s" in lines[-1], lines[-1]
