@@ -40,9 +40,9 @@ class Pipeline:
 
     def restart_stream(self) -> None:
         """Start a fresh window stream and decision (the input broke off: a lost microphone,
-        or audio the microphone's ring dropped),
-        so that no window joins audio from both sides of the gap and no label is held over
-        it; the device's adaptation goes on. Flush the old stream first to score its tail."""
+        or audio its ring dropped), so that no window joins audio from both sides of the gap
+        and no label is held over it; the device's adaptation goes on. Flush the old stream
+        first to score its tail."""
         self.extractor = self._new_stream()
         self.decider.reset()
 
