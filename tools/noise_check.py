@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fold-alpha", default=[3.0, 3.0, 1.0, 3.0, 3.0],
                     type=ek.alphas(len(ek.FOLDS)),
                     help="alpha per outer fold (default: the shipped nested choice)")
-    ap.add_argument("--fold-hidden", default=[256, 256, 256, 512, 256],
+    ap.add_argument("--fold-hidden", default=[128, 128, 256, 512, 128],
                     type=ek.widths(len(ek.FOLDS)),
                     help="width per outer fold (default: the shipped nested choice)")
     ap.add_argument("--seed", type=ek.SEED, default=0)

@@ -110,6 +110,13 @@ def _notes() -> list[str]:
     return [*p.read_text(encoding="utf-8").rstrip("\n").splitlines(), ""] if p.exists() else []
 
 
+GRID8 = "128/256/512 x 0.3/1/3/10"
+"""The inner CV's grid of width x alpha for the 8-class models (widened from 256/512 x
+0.3/1/3, whose choices lay on its edge; tools/model_card_notes.md)."""
+GRID4 = "128/256/512 x 0.03/0.1/0.3/1/3/10"
+"""The same for the 4-class models."""
+
+
 def _width_alpha(cfg: Config, fold8: list[tuple[int, float]]) -> str:
     """The recipe line's MLP width and L2 alpha: fixed, chosen per fold by the inner CV
     (both given per fold), or given per fold for one of them."""
@@ -119,7 +126,8 @@ def _width_alpha(cfg: Config, fold8: list[tuple[int, float]]) -> str:
     chosen = ", ".join(f"{h}/{a:g}" for h, a in fold8)
     if cfg.fold_hidden is not None and cfg.fold_alpha is not None:
         return ("width and L2 alpha chosen together per outer fold by inner leave-actors-out CV "
-                "over 256/512 x 0.3/1/3 (`tools/select_hparams.py --hidden 256,512`; chosen: "
+                f"over {GRID8} (`tools/select_hparams.py --hidden 128,256,512 --alphas "
+                f"0.3,1,3,10`; chosen: "
                 f"{chosen}; shipped model: {shipped}, by the same inner CV on actors 1–20, "
                 "`--final`)")
     return (("width" if cfg.fold_hidden is not None else "L2 alpha")
@@ -212,7 +220,7 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         "causally in stream order, exactly as the daemon normalises them."
         + ("" if cfg.fold_alpha4 is None and cfg.fold_hidden4 is None else
            " The 4-class models take their own width and alpha per outer fold, chosen by the "
-           "same inner CV scored on the 4 classes (`--classes 4`; chosen: " + ", ".join(
+           f"same inner CV scored on the 4 classes, over {GRID4} (`--classes 4`; chosen: " + ", ".join(
                f"{h or h8}/{f'{a:g}' if a is not None else '8-class'}"
                for h, a, (h8, _) in zip(cfg.fold_hidden4 or [None] * 5,
                                         cfg.fold_alpha4 or [None] * 5, fold8))
