@@ -84,9 +84,13 @@ class HeaderCheck:
         self._held = b""
 
     def feed(self, data: bytes) -> bytes | None:
-        """The PCM bytes, or None while more are needed (``b""``: the input ended, and what is
-        held is PCM). AudioError for a header of another format, naming it and the fix."""
+        """The PCM bytes (none yet after a header that came alone), or None while more are
+        needed; ``data`` ``b""``: the input ended, what is held is PCM. AudioError for a header
+        of another format, naming it and the fix, or for an input that ends inside one."""
         if not data:
+            if len(self._held) >= 12 and parse(self._held) is not None:   # RIFF....WAVE
+                raise AudioError(f"stdin: the input ended inside its WAV header "
+                                 f"({len(self._held)} bytes)")
             return self._held
         held = self._held = self._held + data
         found = parse(held)
@@ -154,12 +158,15 @@ class StdinSource:
             return self._resample(np.zeros(0, np.float32), last=True)
         if self._header is not None:   # a WAV header first?
             try:
-                if (data := self._header.feed(data)) is None:   # (it is still coming)
-                    self._last_data = time.monotonic()
-                    return np.zeros(0, np.float32)
+                pcm = self._header.feed(data)
             except AudioError as e:   # another format: the input ends, as at a read error
-                data, self.error = b"", str(e).removeprefix("stdin: ")
-            self._header = None
+                pcm, data, self.error = b"", b"", str(e).removeprefix("stdin: ")
+            if pcm is None or (data and not pcm):   # (still coming; or came alone, the
+                if pcm is not None:                 # samples follow: not the end)
+                    self._header = None
+                self._last_data = time.monotonic()
+                return np.zeros(0, np.float32)
+            data, self._header = pcm, None
         if not data:
             self.ended = True
             self.state, self.detail = "ended", self.error or "end of input"

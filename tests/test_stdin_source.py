@@ -212,3 +212,39 @@ def test_a_broken_wav_header_ends_the_input_with_one_line(chunks, needle):
     src = StdinSource(io.BytesIO(data), in_rate=RATE, rate=RATE, block_s=0.01)
     assert len(read_all(src, timeout=0)) == 0
     assert src.error.startswith("a WAV stream") and needle in src.error
+
+
+def test_a_wav_header_that_comes_alone_is_not_the_end_of_the_input():
+    """arecord writes its header, then the audio once the device delivers: a read that got
+    the header and nothing more ended the input (`end of input`, no audio, exit 0)."""
+    x = tone(RATE, 0.25, amp=0.3)
+    payload = wav_bytes(x, RATE)
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as rf:
+        src = StdinSource(rf, in_rate=RATE, rate=RATE, block_s=0.01)
+        os.write(w, payload[:44])   # the header alone (its samples start at byte 44)
+        first = src.read(2.0)
+        assert not src.ended and src.state == "ok", src.detail
+        os.write(w, payload[44:])
+        os.close(w)
+        y = read_all(src, timeout=2.0)
+    assert first is not None and len(first) == 0
+    assert len(y) == len(x) and src.error is None
+    np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
+
+
+def test_an_input_that_ends_inside_a_wav_header_says_so():
+    """Its bytes were read as samples (15 of noise from 30 bytes of header), `end of input`."""
+    header = wav_bytes(tone(RATE, 0.25), RATE)[:30]
+    src = StdinSource(io.BytesIO(header), in_rate=RATE, rate=RATE, block_s=0.01)
+    assert len(read_all(src, timeout=0)) == 0
+    assert src.error == "the input ended inside its WAV header (30 bytes)"
+    assert src.detail == src.error
+
+
+def test_raw_pcm_that_starts_like_riff_is_read_as_samples():
+    """Raw PCM whose first sample bytes spell 'RI' or 'RIFF' (not followed by 'WAVE') is PCM."""
+    for data in (b"RI", b"RIFF", b"RIFF" + bytes(4) + b"WAVX" + bytes(20)):
+        src = StdinSource(io.BytesIO(data), in_rate=RATE, rate=RATE, block_s=0.01)
+        y = read_all(src, timeout=0)
+        assert len(y) == len(data) // 2 and src.error is None, data
