@@ -41,8 +41,8 @@ def new_adapter(card: Any) -> Any:
     table = card.adaptation
     try:
         for key, (whole, ok, what) in _PARAMETERS.items():
-            v = table.get(key)
-            if key in table and not ((type(v) is int) if whole else is_number(v)) or not ok(v):
+            v = table.get(key)   # (left out: FeatureNormalizer.from_card's default)
+            if key in table and not (((type(v) is int) if whole else is_number(v)) and ok(v)):
                 raise ValueError(f"{key} must be {what}, got {v!r:.40}")
         adapter = FeatureNormalizer.from_card(table, card.features.n_features)
         if (adapter.ref_std < 0).any():

@@ -92,6 +92,23 @@ def test_bad_adaptation_table_is_a_model_error(tmp_path, changes):
         new_adapter(model.card)
 
 
+OPTIONAL_ADAPT = ("warmup_windows", "max_count", "min_std", "clip", "prior_count")
+
+
+@pytest.mark.parametrize("key", OPTIONAL_ADAPT)
+def test_an_adaptation_table_without_an_optional_parameter_takes_its_default(tmp_path, key):
+    """FeatureNormalizer.from_card has a default for each of these; the range check refused a
+    card that left one out, with "'>' not supported between instances of 'NoneType' and
+    'int'" (naming no key)."""
+    path = card_file(tmp_path, {"adaptation": {k: v for k, v in ADAPT.items() if k != key}})
+    adapter = new_adapter(load_model(path, adapt=True).card)
+    defaults = {"warmup_windows": ("warmup", 30), "max_count": ("max_count", 2000),
+                "min_std": ("min_std", 1e-4), "clip": ("clip", 10.0),
+                "prior_count": ("prior_count", 0.0)}
+    attr, value = defaults[key]
+    assert getattr(adapter, attr) == value
+
+
 def test_the_cli_says_it_in_one_line(tmp_path):
     path = card_file(tmp_path, {"features": {**FEATURES, "fmin": "x"}})
     for cmd in (["classify", "--model", str(path), str(CLIPS[0])],
