@@ -7,7 +7,6 @@ away (sources are passed in), as a microphone does: state ``lost``, no audio, th
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -62,7 +61,7 @@ def emotions_across_a_loss(tmp_path, data_dir):
     publisher = Publisher(PublishSettings(endpoint=ep, device_id="loss"), ctx=ctx)
     try:
         sub.connect(ep)
-        time.sleep(0.3)   # the subscription reaches the publisher
+        assert publisher.wait_for_subscriber(10)   # (a PUB drops what it sends before)
         pipeline = Pipeline(load_model(None), DecisionSettings(hysteresis=0.9))
         daemon = Daemon(_UnpluggedMic(before, after), pipeline, publisher, "loss",
                         status_interval=60.0, tick_s=0.01)
