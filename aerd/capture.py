@@ -85,7 +85,11 @@ def open_capture(spec: str, pinned: str | None, option: str, rate: int,
     cap = Capture(info["name"], dev_rate, channels, buffer_s, int(dev_rate * block_s), sd)
     cap.stream = sd.InputStream(device=index, channels=channels, samplerate=dev_rate,
                                 dtype="float32", blocksize=cap.block, callback=cap.callback)
-    cap.stream.start()
+    try:
+        cap.stream.start()
+    except sd.PortAudioError:
+        close_stream(cap)   # (else open until the next retry's re-initialisation)
+        raise
     return cap
 
 

@@ -46,6 +46,10 @@ def import_sounddevice() -> Any:
     except OSError as e:  # PortAudio library not found
         raise AudioError(f"no usable microphone: PortAudio is not installed ({e}); "
                          "install libportaudio2, or use --input FILE or --input -") from None
+    except Exception as e:   # Pa_Initialize failed at import: sd.PortAudioError, not importable
+        if type(e).__name__ != "PortAudioError":
+            raise
+        raise AudioError(f"no usable microphone: PortAudio did not start ({e})") from None
     return sd
 
 
