@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,29 @@ class Sub:
 
     def close(self):
         self.sock.close()
+
+
+@contextmanager
+def joined_publisher(tmp_path: Path, topic: bytes, device_id: str):
+    """``(sub, publisher)``: an in-process Publisher on a private ipc:// endpoint and a SUB to
+    ``topic`` on it, the subscription known to the publisher before it is yielded (a PUB
+    drops what it sends before that). Both closed afterwards."""
+    from aerd.config import PublishSettings
+    from aerd.publisher import Publisher
+
+    ep = f"ipc://{tmp_path}/{device_id}.sock"
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    publisher = Publisher(PublishSettings(endpoint=ep, device_id=device_id), ctx=ctx)
+    try:
+        sub.connect(ep)
+        assert publisher.wait_for_subscriber(10), "the subscription never reached the publisher"
+        yield sub, publisher
+    finally:
+        publisher.close()
+        sub.close(linger=0)
+        ctx.term()
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:

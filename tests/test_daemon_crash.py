@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import numpy as np
 import pytest
-import zmq
 
-from aerd.config import DecisionSettings, PublishSettings
+from aerd.config import DecisionSettings
 from aerd.daemon import Daemon
 from aerd.model import load_model
 from aerd.pipeline import Pipeline
-from aerd.publisher import Publisher
+
+from e2e_helpers import joined_publisher
 
 
 class _FailingSource:
@@ -38,14 +37,7 @@ class _FailingSource:
 
 
 def test_an_internal_error_publishes_stopping_and_is_raised(tmp_path, caplog):
-    ep = f"ipc://{tmp_path}/crash.sock"
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"status")
-    publisher = Publisher(PublishSettings(endpoint=ep, device_id="crash"), ctx=ctx)
-    try:
-        sub.connect(ep)
-        time.sleep(0.3)   # the subscription reaches the publisher
+    with joined_publisher(tmp_path, b"status", "crash") as (sub, publisher):
         daemon = Daemon(_FailingSource(), Pipeline(load_model(None), DecisionSettings()),
                         publisher, "crash", status_interval=60.0)
         with caplog.at_level(logging.ERROR, logger="aerd.daemon"):
@@ -58,7 +50,3 @@ def test_an_internal_error_publishes_stopping_and_is_raised(tmp_path, caplog):
                 break
         assert states[0] == "starting" and states[-1] == "stopping", states
         assert any("internal error" in r.message and r.exc_info for r in caplog.records)
-    finally:
-        publisher.close()
-        sub.close(linger=0)
-        ctx.term()

@@ -10,14 +10,14 @@ import json
 
 import numpy as np
 import pytest
-import zmq
 
-from aerd.config import DecisionSettings, PublishSettings
+from aerd.config import DecisionSettings
 from aerd.daemon import Daemon
 from aerd.model import load_model
 from aerd.pipeline import Pipeline
-from aerd.publisher import Publisher
 from aerd.sources import FileSource
+
+from e2e_helpers import joined_publisher
 
 ANGRY, SAD = "03-01-05-02-01-01-01.flac", "03-01-04-01-01-02-04.flac"
 
@@ -54,14 +54,7 @@ def emotions_across_a_loss(tmp_path, data_dir):
     before = FileSource(data_dir / ANGRY, rate, fast=True)
     after = FileSource(data_dir / SAD, rate, fast=True)
     loss_at = before.duration
-    ep = f"ipc://{tmp_path}/loss.sock"
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"emotion")
-    publisher = Publisher(PublishSettings(endpoint=ep, device_id="loss"), ctx=ctx)
-    try:
-        sub.connect(ep)
-        assert publisher.wait_for_subscriber(10)   # (a PUB drops what it sends before)
+    with joined_publisher(tmp_path, b"emotion", "loss") as (sub, publisher):
         pipeline = Pipeline(load_model(None), DecisionSettings(hysteresis=0.9))
         daemon = Daemon(_UnpluggedMic(before, after), pipeline, publisher, "loss",
                         status_interval=60.0, tick_s=0.01)
@@ -70,10 +63,6 @@ def emotions_across_a_loss(tmp_path, data_dir):
         while sub.poll(500):
             events.append(json.loads(sub.recv_multipart()[1]))
         yield events, loss_at
-    finally:
-        publisher.close()
-        sub.close(linger=0)
-        ctx.term()
 
 
 def test_no_window_joins_the_audio_before_and_after_a_lost_microphone(emotions_across_a_loss):
