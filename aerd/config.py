@@ -110,12 +110,17 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
 
+AUDIO_RATES = (1000, 384000)
+"""Sample rates aerd takes anywhere, Hz: ``[input] rate``, an audio file's header (a header's
+1 Hz made seconds of samples hours of audio), a model card's ``sample_rate``."""
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 """The levels ``[service] log_level`` (and ``aerd relay --log-level``) accept."""
 
 _CHECKS: dict[str, tuple[Any, str]] = {
     "input.source": (lambda v: v.strip() != "", "must be mic, - (stdin) or an audio file path"),
-    "input.rate": (lambda v: 1000 <= v <= 384000, "must be 1000..384000"),
+    "input.rate": (lambda v: AUDIO_RATES[0] <= v <= AUDIO_RATES[1],
+                   f"must be {AUDIO_RATES[0]}..{AUDIO_RATES[1]}"),
     "input.channels": (lambda v: 1 <= v <= 32, "must be 1..32"),
     "input.buffer_s": (lambda v: 0.5 <= v <= 600, "must be 0.5..600"),
     "input.block_s": (lambda v: 0.001 <= v <= 1.0, "must be 0.001..1.0"),

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import AUDIO_RATES
 from .errors import ModelError
 from .featurespec import FeatureSpec, is_number
 
@@ -76,7 +77,7 @@ def resolve_model_path(value: str | Path | None) -> Path:
 
 
 _FEATURE_RANGES: dict[str, tuple[bool, Any, str]] = {   # name: (whole number?, ok, what)
-    "sample_rate": (True, lambda v: 1000 <= v <= 384000, "1000..384000 Hz"),
+    "sample_rate": (True, lambda v: AUDIO_RATES[0] <= v <= AUDIO_RATES[1], "%d..%d Hz" % AUDIO_RATES),
     **{k: (True, lambda v: 1 <= v <= 1 << 20, "1..1048576 samples")
        for k in ("n_fft", "win_length", "hop_length")},
     **{k: (True, lambda v: 1 <= v <= 1024, "1..1024") for k in ("n_mels", "n_mfcc", "n_chroma")},

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import AUDIO_RATES
 from .errors import AudioError
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ FAST_BLOCK_S = 8.0
 """Block a file is read in with ``fast`` (seconds of audio), up to FAST_BLOCK_SAMPLES."""
 FAST_BLOCK_SAMPLES = 131072
 """Most interleaved samples in one ``fast`` block (8.2 s of 16 kHz mono)."""
-FILE_RATES = (1000, 384000)   # Hz, as [input] rate; a header's 1 Hz: seconds of samples, hours of audio
 MPEG_FRAME = 1152
 """Samples per MPEG-1 Layer III frame (two MPEG-2 frames): MP3 files are read in whole ones."""
 
@@ -94,10 +94,10 @@ class FileSource:
             self._f.close()
             raise AudioError(f"{path}: audio file is empty")
         self.file_rate = self._f.samplerate
-        if not FILE_RATES[0] <= self.file_rate <= FILE_RATES[1]:
+        if not AUDIO_RATES[0] <= self.file_rate <= AUDIO_RATES[1]:
             self._f.close()
             raise AudioError(f"{path}: its header says {self.file_rate} Hz; audio files are read "
-                             f"at {FILE_RATES[0]}..{FILE_RATES[1]} Hz")
+                             f"at {AUDIO_RATES[0]}..{AUDIO_RATES[1]} Hz")
         self._float_file = not str(self._f.subtype).startswith(("PCM", "ULAW", "ALAW"))
         self.channels = self._f.channels
         self._resample = Resampler(self.file_rate, rate)
