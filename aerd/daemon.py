@@ -152,8 +152,7 @@ class Daemon:
         clock across an overflow."""
         p = self.pipeline
         self._publish_results(p.flush())
-        self.counters.stream_offset_s += (p.extractor.samples_in / p.model.card.features.sample_rate
-                                          + dropped_s)
+        self.counters.stream_offset_s += p.stream_s + dropped_s
         p.restart_stream()
 
     def _do_reload(self) -> None:
@@ -170,8 +169,7 @@ class Daemon:
                 # features or windows starts its windows afresh (audio of a window in
                 # progress is not scored), otherwise the window stream carries on
                 if new.extractor is not old.extractor:
-                    c.stream_offset_s += (old.extractor.samples_in
-                                          / old.model.card.features.sample_rate)
+                    c.stream_offset_s += old.stream_s
                 c.windows += old.windows
                 c.speech_windows += old.speech_windows
                 c.bad_windows += old.bad_windows

@@ -38,6 +38,11 @@ class Pipeline:
         card = self.model.card
         return StreamExtractor(card.features, card.window_s, card.hop_s, card.min_audio_s)
 
+    @property
+    def stream_s(self) -> float:
+        """Seconds of audio the current window stream has taken in (its stream time)."""
+        return self.extractor.samples_in / self.model.card.features.sample_rate
+
     def restart_stream(self) -> None:
         """Start a fresh window stream and decision (the input broke off: a lost microphone,
         or audio its ring dropped), so that no window joins audio from both sides of the gap
