@@ -28,17 +28,28 @@ def ipc_path(endpoint: str) -> str | None:
     return path if path and not path.startswith("@") else None
 
 
+def _existing(endpoint: str) -> tuple[str, bool, int | None] | None:
+    """The file at an ``ipc://`` endpoint's path: ``(path, is a socket, connect outcome)``
+    (:func:`_probe`'s, for a socket; None if it is not one), or None if there is none."""
+    path = ipc_path(endpoint)
+    if path is None or not os.path.lexists(path):
+        return None
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        return path, False, None
+    return path, True, _probe(path)
+
+
 def check_ipc_path(endpoint: str, option: str) -> None:
     """Before binding ``endpoint``: an ipc:// path that exists must be a socket (binding
     would replace a regular file) that no other process listens on (libzmq would take the
     path over from it). ConfigError naming ``option`` otherwise; a socket file this user may
     not connect to (another user's, in use or not) is left alone too."""
-    path = ipc_path(endpoint)
-    if path is not None and os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+    found = _existing(endpoint)
+    if found is not None:
+        path, is_socket, err = found
+        if not is_socket:
             raise ConfigError(f"{option} {endpoint}: {path} exists and is not a socket "
                               "(binding would replace it)")
-        err = _probe(path)
         if err is None:
             raise BusyError(f"{option} {endpoint}: already in use by another process")
         if err not in _STALE:
@@ -51,12 +62,12 @@ def connect_problem(endpoint: str) -> str | None:
     """Why a subscriber can never connect to ``endpoint`` as things stand, or None: an
     ipc:// path that is not a socket, or a socket file this user may not connect to
     (another user's, mode 0700). libzmq retries such a connect in silence for ever."""
-    path = ipc_path(endpoint)
-    if path is None or not os.path.lexists(path):
+    found = _existing(endpoint)
+    if found is None:
         return None   # (not there yet: a daemon that starts later makes it)
-    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+    path, is_socket, err = found
+    if not is_socket:
         return f"{path} is not a socket"
-    err = _probe(path)
     if err in (errno.EACCES, errno.EPERM):
         return f"{path}: {os.strerror(err)} (the daemon's user, or its umask, keeps others out)"
     return None
