@@ -33,7 +33,8 @@ class Capture:
         self.name, self.rate, self.channels, self.block = name, rate, channels, block
         self.sd = sd   # the sounddevice module
         self.ring = RingBuffer(int(ring_s * rate))
-        self.mono = np.zeros(2 * block, np.float32)   # stereo downmix block
+        self.mono = np.zeros(2 * block, np.float32)   # downmix block (2 or more channels)
+        self.gain = np.float32(1.0 / channels)
         self.portaudio_overflows = 0
         self.last_cb = time.monotonic()
         self.stream: Any = None
@@ -46,15 +47,29 @@ class Capture:
         self.last_cb = time.monotonic()
         if status.input_overflow:
             self.portaudio_overflows += 1
-        if indata.shape[1] == 1:
+        ch = indata.shape[1]
+        if ch == 1:
             self.ring.write(indata[:, 0])
-        elif frames <= len(self.mono):   # stereo: downmix into the preallocated block
+        elif frames <= len(self.mono):   # downmix into the preallocated block
             mono = self.mono[:frames]
             np.add(indata[:, 0], indata[:, 1], out=mono)
-            mono *= np.float32(0.5)
+            for c in range(2, ch):   # a microphone array that only opens with all its channels
+                np.add(mono, indata[:, c], out=mono)
+            mono *= self.gain
             self.ring.write(mono)
         else:   # a longer block than asked for (PortAudio may): rare, allocate
             self.ring.write(indata.mean(axis=1))
+
+
+def stream_settings(accepts: Callable[[int, int], bool], rate: int, dev_rate: int,
+                    most: int) -> tuple[int, int]:
+    """(rate, channels) to open a device with: mono at the model's ``rate`` if the device
+    ``accepts`` it, else at its own ``dev_rate``, else 2 channels, else all ``most`` of them
+    (a raw hw: device may offer only those: a microphone-array HAT opens with its 4 or 8
+    channels or not at all; the callback averages them). None accepted: the device's own
+    rate and channels, so that opening fails with PortAudio's reason."""
+    tries = [(r, ch) for ch in sorted({1, min(2, most), most}) for r in (rate, dev_rate)]
+    return next((t for t in dict.fromkeys(tries) if accepts(*t)), tries[-1])
 
 
 def open_capture(spec: str, pinned: str | None, option: str, rate: int,
@@ -72,16 +87,16 @@ def open_capture(spec: str, pinned: str | None, option: str, rate: int,
         raise AudioError("no input device found")
     index = find_device(spec, devices, pinned, option)
     info = sd.query_devices(index, "input")
-    # mono at the model rate if the device takes it; else its own rate and/or 2 channels
-    # (downmixed in the callback) — a raw hw: device may offer only those
-    dev_rate, channels = int(info["default_samplerate"]), min(2, info["max_input_channels"])
-    for r, ch in ((rate, 1), (dev_rate, 1), (rate, channels)):
+
+    def accepts(r: int, ch: int) -> bool:
         try:
             sd.check_input_settings(device=index, channels=ch, samplerate=r)
         except sd.PortAudioError:
-            continue
-        dev_rate, channels = r, ch
-        break
+            return False
+        return True
+
+    dev_rate, channels = stream_settings(accepts, rate, int(info["default_samplerate"]),
+                                         int(info["max_input_channels"]))
     cap = Capture(info["name"], dev_rate, channels, buffer_s, int(dev_rate * block_s), sd)
     cap.stream = sd.InputStream(device=index, channels=channels, samplerate=dev_rate,
                                 dtype="float32", blocksize=cap.block, callback=cap.callback)

@@ -141,7 +141,8 @@ class MicSource:
         if self.device_spec.isdigit():
             self._pinned = cap.name
         self.state = "ok"
-        self.detail = f"{cap.name} @ {cap.rate} Hz"
+        self.detail = f"{cap.name} @ {cap.rate} Hz" + (
+            f", {cap.channels} channels averaged" if cap.channels > 1 else "")
         self._log_trouble(logging.INFO, "microphone open: %s", self.detail)
 
     def _log_trouble(self, level: int, msg: str, *args: Any) -> None:

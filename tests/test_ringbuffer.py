@@ -133,3 +133,45 @@ def test_read_all_says_how_much_was_dropped_after_what_it_returns():
     out, dropped = rb.read_all(timeout=0)
     assert len(out) == 3 and dropped == 0          # counted once, where it happened
     assert rb.read_all(timeout=0.01) is None
+
+
+def test_microphone_callback_averages_an_arrays_channels_without_allocating():
+    """A microphone array that opens only with all its channels (4 here): the callback
+    writes their mean, and allocates nothing per block."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from aerd.capture import Capture
+
+    cap = Capture("array", 16000, 4, 1.0, 800)
+    ok = SimpleNamespace(input_overflow=False)
+    block = np.random.default_rng(1).standard_normal((800, 4)).astype(np.float32)
+    cap.callback(block, 800, None, ok)
+    np.testing.assert_allclose(cap.ring.read(800, timeout=0), block.mean(axis=1), rtol=1e-5,
+                               atol=1e-6)
+    tracemalloc.start()
+    for _ in range(15):
+        cap.callback(block, 800, None, ok)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1000, f"{peak} bytes allocated by 15 callbacks of 800 4-channel frames"
+    assert len(cap.ring) == 15 * 800
+
+
+def test_a_microphone_opens_mono_if_it_can_else_stereo_else_with_all_its_channels():
+    """stream_settings asks the device (here a rule standing in for hardware this machine
+    has none of) in that order: mono at the model's rate, mono at its own, 2 channels, all."""
+    from aerd.capture import stream_settings
+
+    def device(rates: set[int], channels: set[int]):
+        return lambda r, ch: r in rates and ch in channels
+
+    assert stream_settings(device({16000, 48000}, {1, 2}), 16000, 48000, 2) == (16000, 1)
+    assert stream_settings(device({48000}, {1, 2}), 16000, 48000, 2) == (48000, 1)
+    assert stream_settings(device({48000}, {2}), 16000, 48000, 2) == (48000, 2)
+    assert stream_settings(device({16000, 48000}, {4}), 16000, 48000, 4) == (16000, 4)
+    assert stream_settings(device({48000}, {8}), 16000, 48000, 8) == (48000, 8)
+    assert stream_settings(device(set(), set()), 16000, 44100, 6) == (44100, 6)   # PortAudio says why
+    asked = []
+    stream_settings(lambda r, ch: asked.append((r, ch)) or False, 16000, 16000, 1)
+    assert asked == [(16000, 1)]   # nothing asked twice
