@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 MAX_HEADER = 65536
 """Most bytes read before the samples of a WAV stream (its chunks before ``data``)."""
 
+STREAMING_SIZE = 0x7FFF0000
+"""A ``data`` chunk size from here up (arecord writes 0x7ffff000, ffmpeg 0xffffffff), or 0,
+is a writer's placeholder for a stream of unknown length: the samples go on to the end."""
+
 
 @dataclass(frozen=True)
 class WavFormat:
@@ -41,12 +45,13 @@ class WavFormat:
         return f"{self.rate} Hz, {self.channels} channel(s), {self.bits}-bit {kind}"
 
 
-def parse(data: bytes) -> tuple[int, WavFormat | None] | None:
-    """None if ``data`` does not start with a WAV header (raw PCM); ``(0, None)`` if more bytes
-    are needed to tell; ``(n, format)`` if its samples start at byte ``n``. AudioError for a
-    WAV header without a usable format chunk."""
+def parse(data: bytes) -> tuple[int, WavFormat | None, int | None] | None:
+    """None if ``data`` does not start with a WAV header (raw PCM); ``(0, None, None)`` if more
+    bytes are needed to tell; ``(n, format, size)`` if its samples start at byte ``n``, with
+    ``size`` bytes of them (None: to the end of the stream, :data:`STREAMING_SIZE`).
+    AudioError for a WAV header without a usable format chunk."""
     if len(data) < 12:
-        return (0, None) if data[:4] == b"RIFF"[: len(data[:4])] else None
+        return (0, None, None) if data[:4] == b"RIFF"[: len(data[:4])] else None
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos, fmt = 12, None
@@ -55,13 +60,13 @@ def parse(data: bytes) -> tuple[int, WavFormat | None] | None:
         if cid == b"data":
             if fmt is None:
                 raise AudioError("stdin: a WAV stream without a format chunk before its samples")
-            return pos + 8, fmt
+            return pos + 8, fmt, (size if 0 < size < STREAMING_SIZE else None)
         end = pos + 8 + size + (size & 1)
         if end > MAX_HEADER:
             pos = end
             break
         if end > len(data):
-            return 0, None
+            return 0, None, None
         if cid == b"fmt ":
             if size < 16:
                 raise AudioError(f"stdin: a WAV stream with a {size}-byte format chunk")
@@ -72,7 +77,7 @@ def parse(data: bytes) -> tuple[int, WavFormat | None] | None:
         pos = end
     if pos + 8 > MAX_HEADER:
         raise AudioError(f"stdin: a WAV stream whose samples do not start within {MAX_HEADER} bytes")
-    return 0, None
+    return 0, None, None
 
 
 class HeaderCheck:
@@ -82,6 +87,8 @@ class HeaderCheck:
     def __init__(self, rate: int, channels: int):
         self.rate, self.channels = rate, channels
         self._held = b""
+        self.data_bytes: int | None = None
+        """After a header: its ``data`` chunk's size (None: the samples go on to the end)."""
 
     def feed(self, data: bytes) -> bytes | None:
         """The PCM bytes (none yet after a header that came alone), or None while more are
@@ -96,7 +103,7 @@ class HeaderCheck:
         found = parse(held)
         if found is None:
             return held
-        n, fmt = found
+        n, fmt, self.data_bytes = found
         if fmt is None:
             return None
         if (fmt.tag, fmt.bits) != (1, 16):
@@ -128,6 +135,8 @@ class StdinSource:
         warn_narrowband("stdin", in_rate, rate)
         self._carry = b""
         self._header: HeaderCheck | None = HeaderCheck(in_rate, channels)
+        self._left: int | None = None   # bytes of samples a WAV header's data chunk has left
+        self._ignored = 0
         try:
             self._fd: int | None = stream.fileno()
         except (OSError, AttributeError, ValueError):
@@ -161,12 +170,22 @@ class StdinSource:
                 pcm = self._header.feed(data)
             except AudioError as e:   # another format: the input ends, as at a read error
                 pcm, data, self.error = b"", b"", str(e).removeprefix("stdin: ")
+            if pcm is not None:
+                self._left = self._header.data_bytes
             if pcm is None or (data and not pcm):   # (still coming; or came alone, the
                 if pcm is not None:                 # samples follow: not the end)
                     self._header = None
                 self._last_data = time.monotonic()
                 return np.zeros(0, np.float32)
             data, self._header = pcm, None
+        if self._left is not None and len(data) > self._left:   # chunks after the samples
+            self._after_data(len(data) - self._left)
+            data = data[: self._left]
+            if not data:   # (not the end: the input is read on to its end, unused)
+                self._last_data = time.monotonic()
+                return np.zeros(0, np.float32)
+        if self._left is not None:
+            self._left -= len(data)
         if not data:
             self.ended = True
             self.state, self.detail = "ended", self.error or "end of input"
@@ -183,6 +202,14 @@ class StdinSource:
         self._carry = data[whole:]
         pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
         return self._resample(to_mono(pcm.reshape(-1, self.channels)))
+
+    def _after_data(self, n: int) -> None:
+        """``n`` bytes after the WAV data chunk's samples (a LIST chunk of tags, say): read
+        as samples they were a burst of noise at the end."""
+        if not self._ignored:
+            log.info("stdin: bytes after the WAV data chunk's samples (other chunks) are not "
+                     "audio; ignored")
+        self._ignored += n
 
     def _check_stall(self) -> None:
         if self.state == "ok" and time.monotonic() - self._last_data >= self._stall_s:

@@ -248,3 +248,34 @@ def test_raw_pcm_that_starts_like_riff_is_read_as_samples():
         src = StdinSource(io.BytesIO(data), in_rate=RATE, rate=RATE, block_s=0.01)
         y = read_all(src, timeout=0)
         assert len(y) == len(data) // 2 and src.error is None, data
+
+
+def test_chunks_after_a_wav_streams_samples_are_not_read_as_audio(caplog):
+    """A WAV file piped in (`cat clip.wav | aerd run --input -`) may carry chunks after its
+    samples (a LIST chunk of tags): read as samples they were a burst of noise at the end. The
+    data chunk's size now bounds the samples; a writer's placeholder size (a stream of unknown
+    length: arecord 0x7ffff000, ffmpeg 0xffffffff, or 0) still reads to the end."""
+    import struct
+
+    x = tone(RATE, 0.25, amp=0.3)
+    wav = wav_bytes(x, RATE)
+    tags = b"LIST" + struct.pack("<I", 26) + b"INFOISFT" + struct.pack("<I", 14) + b"aerd tests\x00\x00\x00\x00"
+    tail = tags + bytes(3)   # (odd bytes too: not frames, not warned about as a partial frame)
+    for block_s in (0.01, 1.0):   # the tail in its own reads, or in the samples' read
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="aerd.stdin"):
+            src, th, rf = pipe_source(wav + tail, lambda i: 700, in_rate=RATE, rate=RATE,
+                                      block_s=block_s)
+            y = read_all(src, timeout=2.0)
+            th.join(5)
+            rf.close()
+        assert len(y) == len(x) and src.bad_frames == 0 and src.error is None
+        np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
+        assert sum("after the WAV data chunk" in r.getMessage() for r in caplog.records) == 1
+    for size in (0, 0x7FFFF000, 0xFFFFFFFF):   # placeholders: everything after is samples
+        head = bytearray(wav[:44])
+        head[40:44] = struct.pack("<I", size)
+        more = s16(tone(RATE, 0.1, amp=0.2))
+        src = StdinSource(io.BytesIO(bytes(head) + wav[44:] + more), in_rate=RATE, rate=RATE,
+                          block_s=0.01)
+        assert len(read_all(src, timeout=0)) == len(x) + len(more) // 2, hex(size)
