@@ -7,9 +7,13 @@ False, as it does when the sound server or device goes away) or its callbacks st
 
 Retries: 0.5 s, doubling to ``max_backoff_s`` (8 s); after ``long_trouble_s`` (5 min) of
 trouble, every ``long_backoff_s`` (60 s). A device that opens but never delivers counts as
-trouble too: the backoff is only reset after ``healthy_s`` (30 s) of audio. Each reopen
+trouble too: the backoff is only reset after ``healthy_s`` (30 s) of audio. A reopen
 re-initialises PortAudio to find new devices, and PortAudio/ALSA leak about 12 KB per
-re-initialisation (measured), so the slow schedule keeps a long loss to about 17 MB a day.
+re-initialisation (measured): at one a minute, 17 MB a day, 0.5 GB in a month without a
+microphone. After ``long_trouble_s`` a retry re-initialises only when the sound devices or
+the sound server's socket changed (:func:`aerd.devices.sound_fingerprint`), or once every
+``rescan_s`` (1 h: a change it cannot see, such as a remote sound server); the others only
+try to open the devices PortAudio knows.
 After the first few losses of a trouble spell, the open/lost lines go to the debug log.
 
 Opening and closing streams run on a worker thread (:mod:`aerd.capture`): a sound server
@@ -35,6 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .capture import Capture, Worker, close_stream, open_capture
+from .devices import sound_fingerprint
 from .errors import AudioError
 from .sources import Resampler, warn_narrowband
 
@@ -51,7 +56,7 @@ class MicSource:
                  stall_s: float = 1.0, max_backoff_s: float = 8.0, healthy_s: float = 30.0,
                  long_trouble_s: float = 300.0, long_backoff_s: float = 60.0, wait: bool = False,
                  option: str = "--device", open_timeout_s: float = 10.0,
-                 stop: Callable[[], bool] | None = None):
+                 stop: Callable[[], bool] | None = None, rescan_s: float = 3600.0):
         self.option = option   # where device came from, for errors: "--device", "FILE: [input] device"
         self.wait = wait
         self.name = "mic"
@@ -63,6 +68,9 @@ class MicSource:
         self.healthy_s = healthy_s
         self.long_trouble_s = long_trouble_s
         self.long_backoff_s = long_backoff_s
+        self.rescan_s = rescan_s
+        self.rescans = 0   # PortAudio re-initialisations (reopens that looked for new devices)
+        self._rescanned: tuple[float, tuple] = (0.0, ())   # when, and what sound_fingerprint saw
         self._trouble_since: float | None = None   # first loss of the current trouble spell
         self._trouble_losses = 0
         self._opened_at = 0.0
@@ -103,7 +111,18 @@ class MicSource:
     def _start_open(self, first: bool) -> None:
         self._worker.start("opening" if first else "reopening", open_capture, self.device_spec,
                            self._pinned, self.option, self.rate, self.buffer_s, self.block_s,
-                           not first)
+                           not first and self._rescan_now())
+
+    def _rescan_now(self) -> bool:
+        """Whether this reopen re-initialises PortAudio (see the module's doc): always in the
+        first ``long_trouble_s`` of trouble, later only after a change or ``rescan_s``."""
+        now, seen = time.monotonic(), sound_fingerprint()
+        long = self._trouble_since is not None and now - self._trouble_since > self.long_trouble_s
+        if long and seen == self._rescanned[1] and now - self._rescanned[0] < self.rescan_s:
+            return False
+        self._rescanned = (now, seen)
+        self.rescans += 1
+        return True
 
     def _poll(self, timeout: float, first: bool = False) -> bool:
         """Wait up to ``timeout`` for the worker's call and act on its outcome; False if it

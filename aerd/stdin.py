@@ -122,10 +122,15 @@ class StdinSource:
     WAV header saying so, if there is one: :class:`HeaderCheck`).
 
     A producer that delivers nothing for ``stall_s`` seconds (stdin still open) puts the
-    source in state ``stalled`` until data comes again."""
+    source in state ``stalled`` until data comes again. A producer that keeps stalling (one
+    that sends in bursts) is logged for the first LOUD_STALLS stalls, then at debug level
+    until it has delivered for ``healthy_s`` without one: not two lines per burst for ever."""
+
+    LOUD_STALLS = 3
+    """Stalls in a row logged as a warning (and their end as info); later ones are debug lines."""
 
     def __init__(self, stream: BinaryIO, in_rate: int, rate: int, channels: int = 1,
-                 block_s: float = 0.05, stall_s: float = 5.0):
+                 block_s: float = 0.05, stall_s: float = 5.0, healthy_s: float = 30.0):
         self.name = "stdin"
         self._stream = stream
         self.channels = channels
@@ -147,7 +152,9 @@ class StdinSource:
         self.bad_frames = 0
         self.error: str | None = None   # why the input ended early (a read error), if it did
         self._stall_s = stall_s
-        self._last_data = time.monotonic()
+        self._healthy_s = healthy_s
+        self._stalls = 0   # stalls since data last flowed for healthy_s without one
+        self._last_data = self._resumed_at = time.monotonic()
 
     def read(self, timeout: float = 1.0) -> np.ndarray | None:
         if self.ended:
@@ -193,10 +200,17 @@ class StdinSource:
                 self.bad_frames += 1
                 log.warning("stdin: %d trailing bytes are not a whole s16le frame; dropped", len(self._carry))
             return self._resample(np.zeros(0, np.float32), last=True)
+        now = time.monotonic()
         if self.state == "stalled":
-            log.info("stdin: data again after %.1f s", time.monotonic() - self._last_data)
+            log.log(logging.INFO if self._stalls <= self.LOUD_STALLS else logging.DEBUG,
+                    "stdin: data again after %.1f s", now - self._last_data)
             self.state, self.detail = "ok", "stdin"
-        self._last_data = time.monotonic()
+            self._resumed_at = now
+        elif self._stalls and now - self._resumed_at >= self._healthy_s:
+            if self._stalls > self.LOUD_STALLS:   # the quiet lines said nothing of it
+                log.info("stdin: steady again after %d stalls", self._stalls)
+            self._stalls = 0
+        self._last_data = now
         data = self._carry + data
         whole = len(data) - len(data) % self._frame_bytes
         self._carry = data[whole:]
@@ -214,8 +228,13 @@ class StdinSource:
     def _check_stall(self) -> None:
         if self.state == "ok" and time.monotonic() - self._last_data >= self._stall_s:
             self.state, self.detail = "stalled", f"no data on stdin for {self._stall_s:g} s"
-            log.warning("stdin: %s (the producer is stuck or silent; stdin is still open)",
-                        self.detail)
+            self._stalls += 1
+            log.log(logging.WARNING if self._stalls <= self.LOUD_STALLS else logging.DEBUG,
+                    "stdin: %s (the producer is stuck or silent; stdin is still open)",
+                    self.detail)
+            if self._stalls == self.LOUD_STALLS + 1:
+                log.warning("stdin: the producer keeps stalling; further stalls are debug "
+                            "lines until it delivers steadily (status events go on)")
 
     def close(self) -> None:
         pass

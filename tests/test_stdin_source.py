@@ -125,6 +125,46 @@ def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(c
     assert any("data again" in m for m in said), said
 
 
+def test_a_producer_that_keeps_stalling_is_logged_a_few_times_then_quietly(caplog):
+    """A producer that sends in bursts with pauses over ``stall_s`` between them logged a
+    warning and an info line per burst for ever (measured: 14.7 lines a minute with 2 s
+    bursts and 7 s pauses, a flood in journald over months). Now: the first LOUD_STALLS
+    stalls, one line saying it goes quiet, then debug lines; the status still says
+    ``stalled`` every time, and steady data for ``healthy_s`` makes the next stall loud."""
+    caplog.set_level(logging.DEBUG, "aerd.stdin")
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as rf:
+        src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=0.1, healthy_s=0.6)
+
+        def stall_then_burst() -> None:
+            t = time.monotonic()
+            while src.state == "ok" and time.monotonic() - t < 5:
+                assert src.read(timeout=0.05) is None
+            assert src.state == "stalled"
+            os.write(w, s16(tone(RATE, 0.01)))
+            assert len(src.read(timeout=1.0)) and src.state == "ok"
+
+        for _ in range(StdinSource.LOUD_STALLS + 5):
+            stall_then_burst()
+        loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        assert len([m for m in loud if "no data on stdin" in m]) == StdinSource.LOUD_STALLS
+        assert len([m for m in loud if "data again" in m]) == StdinSource.LOUD_STALLS
+        assert len([m for m in loud if "keeps stalling" in m]) == 1, loud
+        quiet = [r for r in caplog.records if r.levelno == logging.DEBUG]
+        assert len([r for r in quiet if "no data on stdin" in r.getMessage()]) == 5
+        caplog.clear()
+        t = time.monotonic()   # steady data (a block every 50 ms) for longer than healthy_s
+        while time.monotonic() - t < 0.8:
+            os.write(w, s16(tone(RATE, 0.05)))
+            assert len(src.read(timeout=1.0)) and src.state == "ok"
+            time.sleep(0.05)
+        stall_then_burst()
+        os.close(w)
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("steady again after 8 stalls" in m for m in loud), loud
+    assert len([m for m in loud if "no data on stdin" in m]) == 1, loud
+
+
 @settings(max_examples=80, deadline=None)
 @given(data=st.binary(max_size=3000), channels=st.integers(1, 3),
        block_s=st.sampled_from([0.0001, 0.003, 0.05]))
