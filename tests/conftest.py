@@ -13,6 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_directory(tmp_path_factory):
+    """Daemons the tests start without --state-dir keep their adaptation state in a
+    directory of the test session, never in the user's ~/.local/state/aerd (whose state a
+    test stream would overwrite, and the user's daemon then load). Subprocesses inherit it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository root."""
