@@ -56,7 +56,8 @@ class MicSource:
                  stall_s: float = 1.0, max_backoff_s: float = 8.0, healthy_s: float = 30.0,
                  long_trouble_s: float = 300.0, long_backoff_s: float = 60.0, wait: bool = False,
                  option: str = "--device", open_timeout_s: float = 10.0,
-                 stop: Callable[[], bool] | None = None, rescan_s: float = 3600.0):
+                 stop: Callable[[], bool] | None = None, rescan_s: float = 3600.0,
+                 opener: Callable[..., Capture] = open_capture):
         self.option = option   # where device came from, for errors: "--device", "FILE: [input] device"
         self.wait = wait
         self.name = "mic"
@@ -69,6 +70,7 @@ class MicSource:
         self.long_trouble_s = long_trouble_s
         self.long_backoff_s = long_backoff_s
         self.rescan_s = rescan_s
+        self._opener = opener   # capture.open_capture's signature: opens and starts a stream
         self.rescans = 0   # PortAudio re-initialisations (reopens that looked for new devices)
         self._rescanned: tuple[float, tuple] = (0.0, ())   # when, and what sound_fingerprint saw
         self._trouble_since: float | None = None   # first loss of the current trouble spell
@@ -109,7 +111,7 @@ class MicSource:
         return self._old_overflows + (self._cap.overflows if self._cap is not None else 0)
 
     def _start_open(self, first: bool) -> None:
-        self._worker.start("opening" if first else "reopening", open_capture, self.device_spec,
+        self._worker.start("opening" if first else "reopening", self._opener, self.device_spec,
                            self._pinned, self.option, self.rate, self.buffer_s, self.block_s,
                            not first and self._rescan_now())
 
@@ -215,13 +217,22 @@ class MicSource:
                 self._lost("stream stopped (device or sound server gone)")
             elif time.monotonic() - cap.last_cb > self.stall_s:
                 self._lost(f"no audio callback for {self.stall_s:.1f} s")
-            return None
+            else:
+                return None
+            # the audio the resampler holds back (44.1/48 kHz: up to 40 ms) is the stream's
+            # last: handed out before the loss, not dropped with the resampler at the reopen
+            tail = self._resample(np.zeros(0, np.float32), last=True)
+            return tail if len(tail) else None
         if self._trouble_since is not None and time.monotonic() - self._opened_at > self.healthy_s:
             if self._trouble_losses > self.LOUD_LOSSES:   # the quiet lines said nothing of it
                 log.info("microphone healthy again after %d losses", self._trouble_losses)
             self._trouble_since, self._trouble_losses, self._backoff = None, 0, 0.5   # healthy
         block, dropped = got
         self.gap_s, self._gap_next = self._gap_next, dropped / cap.rate
+        if dropped:   # a gap follows: what the resampler holds back belongs before it
+            out = self._resample(block, last=True)
+            self._resample = Resampler(cap.rate, self.rate)
+            return out
         return self._resample(block)
 
     def close(self, timeout: float = 1.0) -> None:
