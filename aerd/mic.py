@@ -220,7 +220,9 @@ class MicSource:
             else:
                 return None
             # the audio the resampler holds back (44.1/48 kHz: up to 40 ms) is the stream's
-            # last: handed out before the loss, not dropped with the resampler at the reopen
+            # last: handed out before the loss, not dropped with the resampler at the reopen;
+            # no audio is missing right before it (a gap before the last block was said then)
+            self.gap_s = 0.0
             tail = self._resample(np.zeros(0, np.float32), last=True)
             return tail if len(tail) else None
         if self._trouble_since is not None and time.monotonic() - self._opened_at > self.healthy_s:

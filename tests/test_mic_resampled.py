@@ -78,3 +78,42 @@ def test_the_audio_before_an_overflow_gap_comes_out_before_it():
         assert 0 < after <= int(0.2 * RATE)
     finally:
         mic.close()
+
+
+def test_a_loss_right_after_an_overflow_gap_adds_no_second_gap(tmp_path):
+    """The resampler's tail handed out at a loss came with the ``gap_s`` of the block before
+    it: when that block was the first after an overflow, the daemon took the same gap twice
+    (0.1 s more stream time, every later event 0.1 s late, and the tail scored apart from
+    the audio it belongs to). The real daemon reads the stand-in microphone; each read
+    first plays one step: 0.3 s, 0.6 s into a 0.5 s ring (0.1 s dropped), 0.2 s, gone."""
+    from aerd.config import DecisionSettings
+    from aerd.daemon import Daemon
+    from aerd.model import load_model
+    from aerd.pipeline import Pipeline
+
+    from e2e_helpers import joined_publisher
+
+    mic, opened = _mic(buffer_s=0.5)
+    steps = [lambda: _speak(opened[0], 0.3, 1), lambda: _speak(opened[0], 0.6, 2),
+             lambda: _speak(opened[0], 0.2, 3),
+             lambda: setattr(opened[0].stream, "active", False)]
+    read = mic.read
+
+    def scripted_read(timeout: float = 1.0):
+        if steps:
+            steps.pop(0)()
+        elif mic.state == "lost":
+            daemon._stop = True
+        return read(timeout)
+
+    mic.read = scripted_read
+    try:
+        with joined_publisher(tmp_path, b"status", "gap") as (_sub, publisher):
+            daemon = Daemon(mic, Pipeline(load_model(None), DecisionSettings()), publisher,
+                            "gap", status_interval=600.0, tick_s=0.05)
+            assert daemon.run() == 0
+    finally:
+        mic.close()
+    assert mic.losses == 1 and daemon.counters.samples == int(1.0 * RATE)
+    # 1.1 s of the microphone's clock: 0.3 + 0.6 + 0.2, of which 0.1 s dropped
+    assert abs(daemon.counters.stream_offset_s - 1.1) < 1e-6, daemon.counters.stream_offset_s
