@@ -1,125 +1,24 @@
-"""The stdin source: raw s16le PCM, and a WAV header at its start.
-
-`arecord` writes a WAV header unless given ``-t raw`` (so does ``sox ... -t wav -``), and
-every byte of it used to be read as samples: harmless when the stream is 16-bit PCM at
-``--rate`` and ``--channels``, but another rate, channel count or sample format was read as
-noise at the wrong speed without a word (a 4 s clip of 44.1 kHz stereo: 22.6 s of audio and
-34 emotion events). A header that matches the settings is skipped; any other ends the input
-with one line saying what the stream is and what to give.
-"""
+"""The stdin source: raw s16le PCM, or 16-bit PCM WAV streams (:mod:`aerd.wavstream`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import select
-import struct
 import time
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
 from .errors import AudioError
 from .sources import Resampler, _short, to_mono, warn_narrowband
+from .wavstream import WavSplitter
 
 log = logging.getLogger(__name__)
 
-MAX_HEADER = 65536
-"""Most bytes read before the samples of a WAV stream (its chunks before ``data``)."""
-
-STREAMING_SIZE = 0x7FFF0000
-"""A ``data`` chunk size from here up (arecord writes 0x7ffff000, ffmpeg 0xffffffff), or 0,
-is a writer's placeholder for a stream of unknown length: the samples go on to the end."""
-
-
-@dataclass(frozen=True)
-class WavFormat:
-    tag: int   # 1 PCM, 3 IEEE float (WAVE_FORMAT_EXTENSIBLE: its sub-format)
-    channels: int
-    rate: int
-    bits: int
-
-    def __str__(self) -> str:
-        kind = {1: "PCM", 3: "float"}.get(self.tag, f"format {self.tag:#x}")
-        return f"{self.rate} Hz, {self.channels} channel(s), {self.bits}-bit {kind}"
-
-
-def parse(data: bytes) -> tuple[int, WavFormat | None, int | None] | None:
-    """None if ``data`` does not start with a WAV header (raw PCM); ``(0, None, None)`` if more
-    bytes are needed to tell; ``(n, format, size)`` if its samples start at byte ``n``, with
-    ``size`` bytes of them (None: to the end of the stream, :data:`STREAMING_SIZE`).
-    AudioError for a WAV header without a usable format chunk."""
-    if len(data) < 12:
-        return (0, None, None) if data[:4] == b"RIFF"[: len(data[:4])] else None
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, fmt = 12, None
-    while pos + 8 <= len(data):
-        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if cid == b"data":
-            if fmt is None:
-                raise AudioError("stdin: a WAV stream without a format chunk before its samples")
-            return pos + 8, fmt, (size if 0 < size < STREAMING_SIZE else None)
-        end = pos + 8 + size + (size & 1)
-        if end > MAX_HEADER:
-            pos = end
-            break
-        if end > len(data):
-            return 0, None, None
-        if cid == b"fmt ":
-            if size < 16:
-                raise AudioError(f"stdin: a WAV stream with a {size}-byte format chunk")
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, pos + 8)
-            if tag == 0xFFFE and size >= 26:   # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
-                tag = struct.unpack_from("<H", data, pos + 8 + 24)[0]
-            fmt = WavFormat(tag, channels, rate, bits)
-        pos = end
-    if pos + 8 > MAX_HEADER:
-        raise AudioError(f"stdin: a WAV stream whose samples do not start within {MAX_HEADER} bytes")
-    return 0, None, None
-
-
-class HeaderCheck:
-    """Fed the first bytes of stdin: holds them until it knows whether they start with a WAV
-    header, then hands back what is PCM (all of it, or what follows a header that matches)."""
-
-    def __init__(self, rate: int, channels: int):
-        self.rate, self.channels = rate, channels
-        self._held = b""
-        self.data_bytes: int | None = None
-        """After a header: its ``data`` chunk's size (None: the samples go on to the end)."""
-
-    def feed(self, data: bytes) -> bytes | None:
-        """The PCM bytes (none yet after a header that came alone), or None while more are
-        needed; ``data`` ``b""``: the input ended, what is held is PCM. AudioError for a header
-        of another format, naming it and the fix, or for an input that ends inside one."""
-        if not data:
-            if len(self._held) >= 12 and parse(self._held) is not None:   # RIFF....WAVE
-                raise AudioError(f"stdin: the input ended inside its WAV header "
-                                 f"({len(self._held)} bytes)")
-            return self._held
-        held = self._held = self._held + data
-        found = parse(held)
-        if found is None:
-            return held
-        n, fmt, self.data_bytes = found
-        if fmt is None:
-            return None
-        if (fmt.tag, fmt.bits) != (1, 16):
-            raise AudioError(f"stdin: the input is a WAV stream of {fmt}; --input - reads "
-                             "16-bit PCM (arecord -f S16_LE, sox ... -b 16 -e signed)")
-        if (fmt.rate, fmt.channels) != (self.rate, self.channels):
-            raise AudioError(f"stdin: the input is a WAV stream of {fmt}, not {self.rate} Hz, "
-                             f"{self.channels} channel(s): give --rate {fmt.rate} --channels "
-                             f"{fmt.channels} (or [input] rate, channels)")
-        log.info("stdin: skipped a WAV header (%s)", fmt)
-        return held[n:]
-
-
 class StdinSource:
     """Raw signed 16-bit little-endian PCM, interleaved ``channels``, at ``in_rate`` (after a
-    WAV header saying so, if there is one: :class:`HeaderCheck`).
+    WAV header saying so, if there is one: :class:`aerd.wavstream.WavSplitter`).
 
     A producer that delivers nothing for ``stall_s`` seconds (stdin still open) puts the
     source in state ``stalled`` until data comes again. A producer that keeps stalling (one
@@ -139,9 +38,7 @@ class StdinSource:
         self._resample = Resampler(in_rate, rate)
         warn_narrowband("stdin", in_rate, rate)
         self._carry = b""
-        self._header: HeaderCheck | None = HeaderCheck(in_rate, channels)
-        self._left: int | None = None   # bytes of samples a WAV header's data chunk has left
-        self._ignored = 0
+        self._wav = WavSplitter(in_rate, channels)
         try:
             self._fd: int | None = stream.fileno()
         except (OSError, AttributeError, ValueError):
@@ -172,27 +69,15 @@ class StdinSource:
             self.error = f"read error ({_short(e)})"
             self.state, self.detail = "ended", self.error
             return self._resample(np.zeros(0, np.float32), last=True)
-        if self._header is not None:   # a WAV header first?
-            try:
-                pcm = self._header.feed(data)
-            except AudioError as e:   # another format: the input ends, as at a read error
-                pcm, data, self.error = b"", b"", str(e).removeprefix("stdin: ")
-            if pcm is not None:
-                self._left = self._header.data_bytes
-            if pcm is None or (data and not pcm):   # (still coming; or came alone, the
-                if pcm is not None:                 # samples follow: not the end)
-                    self._header = None
-                self._last_data = time.monotonic()
-                return np.zeros(0, np.float32)
-            data, self._header = pcm, None
-        if self._left is not None and len(data) > self._left:   # chunks after the samples
-            self._after_data(len(data) - self._left)
-            data = data[: self._left]
-            if not data:   # (not the end: the input is read on to its end, unused)
-                self._last_data = time.monotonic()
-                return np.zeros(0, np.float32)
-        if self._left is not None:
-            self._left -= len(data)
+        eof = not data
+        if not eof:
+            self._arrived()   # (header and trailer bytes too: the producer is not stuck)
+        try:
+            data = self._wav.end() if eof else self._wav.feed(data)
+        except AudioError as e:   # another format: the input ends, as at a read error
+            data, eof, self.error = b"", True, str(e).removeprefix("stdin: ")
+        if not data and not eof:   # a header, or the chunks after the samples
+            return np.zeros(0, np.float32)
         if not data:
             self.ended = True
             self.state, self.detail = "ended", self.error or "end of input"
@@ -200,6 +85,14 @@ class StdinSource:
                 self.bad_frames += 1
                 log.warning("stdin: %d trailing bytes are not a whole s16le frame; dropped", len(self._carry))
             return self._resample(np.zeros(0, np.float32), last=True)
+        data = self._carry + data
+        whole = len(data) - len(data) % self._frame_bytes
+        self._carry = data[whole:]
+        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
+        return self._resample(to_mono(pcm.reshape(-1, self.channels)))
+
+    def _arrived(self) -> None:
+        """Bytes came: a stall ends (logged as :meth:`_check_stall` says)."""
         now = time.monotonic()
         if self.state == "stalled":
             log.log(logging.INFO if self._stalls <= self.LOUD_STALLS else logging.DEBUG,
@@ -211,19 +104,6 @@ class StdinSource:
                 log.info("stdin: steady again after %d stalls", self._stalls)
             self._stalls = 0
         self._last_data = now
-        data = self._carry + data
-        whole = len(data) - len(data) % self._frame_bytes
-        self._carry = data[whole:]
-        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
-        return self._resample(to_mono(pcm.reshape(-1, self.channels)))
-
-    def _after_data(self, n: int) -> None:
-        """``n`` bytes after the WAV data chunk's samples (a LIST chunk of tags, say): read
-        as samples they were a burst of noise at the end."""
-        if not self._ignored:
-            log.info("stdin: bytes after the WAV data chunk's samples (other chunks) are not "
-                     "audio; ignored")
-        self._ignored += n
 
     def _check_stall(self) -> None:
         if self.state == "ok" and time.monotonic() - self._last_data >= self._stall_s:

@@ -303,7 +303,7 @@ def test_chunks_after_a_wav_streams_samples_are_not_read_as_audio(caplog):
     tail = tags + bytes(3)   # (odd bytes too: not frames, not warned about as a partial frame)
     for block_s in (0.01, 1.0):   # the tail in its own reads, or in the samples' read
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="aerd.stdin"):
+        with caplog.at_level(logging.INFO, logger="aerd.wavstream"):
             src, th, rf = pipe_source(wav + tail, lambda i: 700, in_rate=RATE, rate=RATE,
                                       block_s=block_s)
             y = read_all(src, timeout=2.0)
@@ -311,7 +311,9 @@ def test_chunks_after_a_wav_streams_samples_are_not_read_as_audio(caplog):
             rf.close()
         assert len(y) == len(x) and src.bad_frames == 0 and src.error is None
         np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
-        assert sum("after the WAV data chunk" in r.getMessage() for r in caplog.records) == 1
+        assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
+            "stdin: skipped a WAV header (16000 Hz, 1 channel(s), 16-bit PCM)",
+            f"stdin: skipped {len(tail)} bytes of WAV chunks after the samples (not audio)"]
     for size in (0, 0x7FFFF000, 0xFFFFFFFF):   # placeholders: everything after is samples
         head = bytearray(wav[:44])
         head[40:44] = struct.pack("<I", size)
@@ -319,3 +321,27 @@ def test_chunks_after_a_wav_streams_samples_are_not_read_as_audio(caplog):
         src = StdinSource(io.BytesIO(bytes(head) + wav[44:] + more), in_rate=RATE, rate=RATE,
                           block_s=0.01)
         assert len(read_all(src, timeout=0)) == len(x) + len(more) // 2, hex(size)
+
+
+def test_wav_streams_one_after_another_are_all_read():
+    """`cat a.wav b.wav | aerd run --input -`: the second stream's samples were dropped as
+    chunks after the first one's (or, before the data size bounded the samples, its header
+    was 22 samples of noise); each stream's header is checked, its samples read, the chunks
+    between skipped."""
+    import struct
+
+    a, b = tone(RATE, 0.25, amp=0.3), tone(RATE, 0.4, amp=0.2)
+    tags = b"LIST" + struct.pack("<I", 5) + b"INFOx\x00"   # (odd size: a pad byte)
+    payload = wav_bytes(a, RATE) + tags + wav_bytes(b, RATE) + wav_bytes(a, RATE)
+    for step in (1, 7, 700, 1 << 20):
+        src, th, rf = pipe_source(payload, lambda i: step, in_rate=RATE, rate=RATE,
+                                  block_s=0.01)
+        y = read_all(src, timeout=2.0)
+        th.join(5)
+        rf.close()
+        assert src.error is None and len(y) == 2 * len(a) + len(b), step
+        np.testing.assert_allclose(y, np.concatenate([a, b, a]), atol=1 / 32768 + 1e-7)
+    other = wav_bytes(a, RATE) + wav_bytes(tone(44100, 0.2), 44100)   # a second of another format
+    src = StdinSource(io.BytesIO(other), in_rate=RATE, rate=RATE, block_s=0.01)
+    assert len(read_all(src, timeout=0)) == len(a) and src.state == "ended"
+    assert "44100 Hz, 1 channel(s), 16-bit PCM, not 16000 Hz" in src.error
