@@ -345,3 +345,35 @@ def test_wav_streams_one_after_another_are_all_read():
     src = StdinSource(io.BytesIO(other), in_rate=RATE, rate=RATE, block_s=0.01)
     assert len(read_all(src, timeout=0)) == len(a) and src.state == "ended"
     assert "44100 Hz, 1 channel(s), 16-bit PCM, not 16000 Hz" in src.error
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 900), st.integers(0, 3), st.booleans()), min_size=1,
+                max_size=4),
+       st.lists(st.integers(1, 600), min_size=1, max_size=8))
+def test_wav_framing_is_the_same_whatever_the_reads(streams, cuts):
+    """WAV streams one after another, each with 0..3 LIST chunks after its samples (odd sizes
+    too) and a placeholder or a true data size: the samples that come out are the streams'
+    samples, whatever the sizes of the reads the bytes arrive in."""
+    import struct
+
+    from aerd.wavstream import WavSplitter
+
+    payload, want = b"", []
+    for k, (n, lists, placeholder) in enumerate(streams):
+        pcm = np.arange(k * 1000, k * 1000 + n, dtype="<i2").tobytes()
+        head = bytearray(wav_bytes(np.zeros(1, np.float32), RATE)[:44])
+        head[40:44] = struct.pack("<I", 0x7FFFF000 if placeholder else len(pcm))
+        chunks = b"".join(b"LIST" + struct.pack("<I", 3 + j) + bytes(3 + j) + bytes((3 + j) & 1)
+                          for j in range(lists))
+        payload += bytes(head) + pcm + (b"" if placeholder else chunks)
+        want.append(pcm)
+        if placeholder:   # a stream of unknown length: everything after it is its samples
+            break
+    splitter, got, pos, i = WavSplitter(RATE, 1), [], 0, 0
+    while pos < len(payload):
+        step = cuts[i % len(cuts)]
+        got.append(splitter.feed(payload[pos : pos + step]))
+        pos, i = pos + step, i + 1
+    got.append(splitter.end())
+    assert b"".join(got) == b"".join(want)
