@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from .capture import Capture, Worker, close_stream, open_capture
 from .devices import sound_fingerprint
 from .errors import AudioError
 from .sources import Resampler, warn_narrowband
+from .trouble import Spell
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,10 @@ class MicSource:
         self.long_backoff_s = long_backoff_s
         self.rescan_s = rescan_s
         self._opener = opener   # capture.open_capture's signature: opens and starts a stream
-        self.rescans = 0   # PortAudio re-initialisations (reopens that looked for new devices)
         self._rescanned: tuple[float, tuple] = (0.0, ())   # when, and what sound_fingerprint saw
-        self._trouble_since: float | None = None   # first loss of the current trouble spell
-        self._trouble_losses = 0
-        self._opened_at = 0.0
+        self._spell = Spell(log, "microphone keeps failing; retrying quietly (status events go "
+                            "on)", "microphone healthy again after %d losses", self.LOUD_LOSSES,
+                            healthy_s)
         self.buffer_s = buffer_s
         self._cap: Capture | None = None   # the open stream (None while lost or opening)
         self._worker = Worker()
@@ -119,11 +119,10 @@ class MicSource:
         """Whether this reopen re-initialises PortAudio (see the module's doc): always in the
         first ``long_trouble_s`` of trouble, later only after a change or ``rescan_s``."""
         now, seen = time.monotonic(), sound_fingerprint()
-        long = self._trouble_since is not None and now - self._trouble_since > self.long_trouble_s
+        long = self._spell.since is not None and now - self._spell.since > self.long_trouble_s
         if long and seen == self._rescanned[1] and now - self._rescanned[0] < self.rescan_s:
             return False
         self._rescanned = (now, seen)
-        self.rescans += 1
         return True
 
     def _poll(self, timeout: float, first: bool = False) -> bool:
@@ -158,35 +157,25 @@ class MicSource:
         if (cap.name, cap.rate) != self._warned:   # once per device, not per reopen
             self._warned = (cap.name, cap.rate)
             warn_narrowband(f"microphone {cap.name}", cap.rate, self.rate)
-        self._opened_at = cap.last_cb = time.monotonic()
+        cap.last_cb = time.monotonic()
         if self.device_spec.isdigit():
             self._pinned = cap.name
         self.state = "ok"
         self.detail = f"{cap.name} @ {cap.rate} Hz" + (
             f", {cap.channels} channels averaged" if cap.channels > 1 else "")
-        self._log_trouble(logging.INFO, "microphone open: %s", self.detail)
-
-    def _log_trouble(self, level: int, msg: str, *args: Any) -> None:
-        """Log, but only the first LOUD_LOSSES rounds of a trouble spell above debug."""
-        quiet = self._trouble_losses > self.LOUD_LOSSES
-        log.log(logging.DEBUG if quiet else level, msg, *args)
-        if self._trouble_losses == self.LOUD_LOSSES + 1 and level == logging.WARNING:
-            log.warning("microphone keeps failing; retrying quietly (status events go on)")
+        self._spell.recovered("microphone open: %s", self.detail)
 
     def _schedule_retry(self) -> None:
         now = time.monotonic()
-        if self._trouble_since is not None and now - self._trouble_since > self.long_trouble_s:
+        if self._spell.since is not None and now - self._spell.since > self.long_trouble_s:
             self._backoff = self.long_backoff_s
         self._retry_at = now + self._backoff
         self._backoff = min(self._backoff * 2, max(self.max_backoff_s, self._backoff))
 
     def _lost(self, why: str) -> None:
         self.losses += 1
-        if self._trouble_since is None:
-            self._trouble_since = time.monotonic()
-        self._trouble_losses += 1
         self.state, self.detail = "lost", why
-        self._log_trouble(logging.WARNING, "microphone lost: %s; retrying", why)
+        self._spell.trouble("microphone lost: %s; retrying", why)
         cap, self._cap = self._cap, None
         if cap is not None:   # (none when it could not be opened at start)
             self._old_overflows += cap.overflows
@@ -225,10 +214,8 @@ class MicSource:
             self.gap_s = 0.0
             tail = self._resample(np.zeros(0, np.float32), last=True)
             return tail if len(tail) else None
-        if self._trouble_since is not None and time.monotonic() - self._opened_at > self.healthy_s:
-            if self._trouble_losses > self.LOUD_LOSSES:   # the quiet lines said nothing of it
-                log.info("microphone healthy again after %d losses", self._trouble_losses)
-            self._trouble_since, self._trouble_losses, self._backoff = None, 0, 0.5   # healthy
+        if self._spell.working():   # healthy: the next loss retries fast again
+            self._backoff = 0.5
         block, dropped = got
         self.gap_s, self._gap_next = self._gap_next, dropped / cap.rate
         if dropped:   # a gap follows: what the resampler holds back belongs before it

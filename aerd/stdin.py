@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import AudioError
 from .sources import Resampler, _short, to_mono, warn_narrowband
+from .trouble import Spell
 from .wavstream import WavSplitter
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,10 @@ class StdinSource:
         self.bad_frames = 0
         self.error: str | None = None   # why the input ended early (a read error), if it did
         self._stall_s = stall_s
-        self._healthy_s = healthy_s
-        self._stalls = 0   # stalls since data last flowed for healthy_s without one
-        self._last_data = self._resumed_at = time.monotonic()
+        self._spell = Spell(log, "stdin: the producer keeps stalling; further stalls are debug "
+                            "lines until it delivers steadily (status events go on)",
+                            "stdin: steady again after %d stalls", self.LOUD_STALLS, healthy_s)
+        self._last_data = time.monotonic()
 
     def read(self, timeout: float = 1.0) -> np.ndarray | None:
         if self.ended:
@@ -95,26 +97,17 @@ class StdinSource:
         """Bytes came: a stall ends (logged as :meth:`_check_stall` says)."""
         now = time.monotonic()
         if self.state == "stalled":
-            log.log(logging.INFO if self._stalls <= self.LOUD_STALLS else logging.DEBUG,
-                    "stdin: data again after %.1f s", now - self._last_data)
             self.state, self.detail = "ok", "stdin"
-            self._resumed_at = now
-        elif self._stalls and now - self._resumed_at >= self._healthy_s:
-            if self._stalls > self.LOUD_STALLS:   # the quiet lines said nothing of it
-                log.info("stdin: steady again after %d stalls", self._stalls)
-            self._stalls = 0
+            self._spell.recovered("stdin: data again after %.1f s", now - self._last_data)
+        else:
+            self._spell.working()
         self._last_data = now
 
     def _check_stall(self) -> None:
         if self.state == "ok" and time.monotonic() - self._last_data >= self._stall_s:
             self.state, self.detail = "stalled", f"no data on stdin for {self._stall_s:g} s"
-            self._stalls += 1
-            log.log(logging.WARNING if self._stalls <= self.LOUD_STALLS else logging.DEBUG,
-                    "stdin: %s (the producer is stuck or silent; stdin is still open)",
-                    self.detail)
-            if self._stalls == self.LOUD_STALLS + 1:
-                log.warning("stdin: the producer keeps stalling; further stalls are debug "
-                            "lines until it delivers steadily (status events go on)")
+            self._spell.trouble("stdin: %s (the producer is stuck or silent; stdin is still "
+                                "open)", self.detail)
 
     def close(self) -> None:
         pass
