@@ -136,6 +136,10 @@ class Trailer:
             size = int.from_bytes(buf[pos + 4 : pos + 8], "little")
             self._skip = 8 + size + (size & 1)
 
+    def close(self) -> int:
+        """The bytes it skipped, with those it held (the input ended inside a chunk header)."""
+        return self.skipped + len(self._held)
+
 
 class WavSplitter:
     """Fed a byte stream's reads, hands back the bytes that are samples: raw PCM as it is;
@@ -147,7 +151,6 @@ class WavSplitter:
         self._header: HeaderCheck | None = HeaderCheck(rate, channels)
         self._trailer: Trailer | None = None
         self._left: int | None = None   # sample bytes the current data chunk has left
-        self.skipped = 0   # bytes of chunks after a stream's samples
         self._error: AudioError | None = None   # met after samples it handed back first
 
     def feed(self, data: bytes) -> bytes:
@@ -196,8 +199,6 @@ class WavSplitter:
         return header.feed(b"") if header is not None else b""
 
     def _end_trailer(self) -> None:
-        t, self._trailer = self._trailer, None
-        n = t.skipped + len(t._held)   # (held: the input ended inside a chunk's header)
+        n, self._trailer = self._trailer.close(), None
         if n:
-            self.skipped += n
             log.info("stdin: skipped %d bytes of WAV chunks after the samples (not audio)", n)
