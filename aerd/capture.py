@@ -181,6 +181,22 @@ class Worker:
         return True
 
 
+def list_devices_within(timeout: float) -> list[dict[str, Any]]:
+    """:func:`aerd.devices.list_devices` on a worker, given up after ``timeout`` (the device
+    scan blocks for minutes on a sound server that does not answer, and no signal
+    interrupts it). AudioError, one line, if it fails or does not answer."""
+    worker = Worker()
+    worker.start("listing devices", list_devices)
+    out = worker.wait(timeout)
+    if out is None:
+        restore_stderr()
+        raise AudioError(f"PortAudio did not answer within {timeout:g} s: a hung sound server?")
+    ok, value = out
+    if not ok:
+        raise AudioError(value)
+    return value
+
+
 def close_stream(cap: Capture) -> None:
     try:
         cap.stream.close()

@@ -232,7 +232,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(_args: argparse.Namespace) -> int:
-    from .devices import list_devices_within
+    from .capture import list_devices_within
 
     devices = list_devices_within(10.0)
     if not devices:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from typing import Any
 
 from .errors import AudioError
@@ -58,28 +57,6 @@ def list_devices() -> list[dict[str, Any]]:
     return [dict(index=i, name=d["name"], channels=d["max_input_channels"],
                  default_rate=d["default_samplerate"])
             for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
-
-
-def list_devices_within(timeout: float) -> list[dict[str, Any]]:
-    """:func:`list_devices` on a thread of its own, given up after ``timeout`` (the device scan
-    blocks for minutes on a sound server that does not answer, and no signal interrupts it)."""
-    out: list[Any] = []
-
-    def scan() -> None:
-        try:
-            out.append(list_devices())
-        except Exception as e:   # noqa: BLE001 -- raised again on the caller's thread
-            out.append(e)
-
-    t = threading.Thread(target=scan, name="aerd-devices", daemon=True)
-    t.start()
-    t.join(timeout)
-    if not out:
-        restore_stderr()
-        raise AudioError(f"PortAudio did not answer within {timeout:g} s: a hung sound server?")
-    if isinstance(out[0], Exception):
-        raise out[0]
-    return out[0]
 
 
 def sound_fingerprint() -> tuple[tuple[str, int, int], ...]:
