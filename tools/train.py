@@ -50,9 +50,10 @@ MODELS = REPO / "models"
 
 SEED_MLP = dict(hidden_layer_sizes=(300,), alpha=0.01, batch_size=256, learning_rate="adaptive",
                 max_iter=500)
-# the default model's MLP; width and alpha (256/512 x 0.3/1/3) chosen together by inner
-# leave-actors-out CV on actors 1-20 (tools/select_hparams.py --hidden 256,512 --final; the
-# evaluation chooses them per outer fold the same way, --fold-alpha / --fold-hidden)
+# the default model's MLP; width and alpha (report.GRID8: 128/256/512 x 0.3/1/3/10) chosen
+# together by inner leave-actors-out CV on actors 1-20 (tools/select_hparams.py --hidden
+# 128,256,512 --alphas 0.3,1,3,10 --final; the evaluation chooses them per outer fold the
+# same way, --fold-alpha / --fold-hidden)
 DEFAULT_MLP = dict(hidden_layer_sizes=(256,), alpha=3.0, batch_size=256, learning_rate_init=1e-3,
                    max_iter=200)
 
