@@ -118,8 +118,23 @@ class StatusEvent(Event):
 TOPICS: dict[bytes, type[Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}
 
 
+def _as_bytes(frame: Any) -> bytes:
+    """A frame's bytes: ``bytes``, or any buffer (``recv_multipart(copy=False)`` gives
+    zmq.Frame objects, which had raised TypeError here); anything else is an EventError."""
+    if isinstance(frame, bytes):
+        return frame
+    try:
+        return memoryview(frame).tobytes()
+    except TypeError:
+        raise EventError(f"a frame of type {type(frame).__name__}, not bytes") from None
+
+
 def from_frames(frames: list[bytes]) -> Event:
-    """Parse a received multipart message into its typed event."""
+    """Parse a received multipart message into its typed event; EventError if it is none."""
+    try:
+        frames = [_as_bytes(f) for f in frames]
+    except TypeError:   # not a sequence at all
+        raise EventError(f"expected a list of 2 frames, got {type(frames).__name__}") from None
     if len(frames) != 2:
         raise EventError(f"expected 2 frames, got {len(frames)}")
     cls = TOPICS.get(frames[0])

@@ -108,3 +108,29 @@ def test_status_payload_on_emotion_topic_is_parsed_as_emotion():
     """The topic decides the type; foreign fields are dropped, not crashed on."""
     ev = from_frames([b"emotion", status().to_frames()[1]])
     assert type(ev) is EmotionEvent and ev.seq == 3 and ev.label == ""
+
+
+def test_frames_received_without_copying_parse_and_non_bytes_are_event_errors(tmp_path):
+    """`recv_multipart(copy=False)` (pyzmq's zero-copy receive) gives zmq.Frame objects:
+    from_frames raised TypeError on them; now they parse like bytes, and anything that is
+    not a buffer of bytes is an EventError, not some other exception."""
+    import zmq
+
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        a.bind(f"ipc://{tmp_path}/pair.sock")
+        b.connect(f"ipc://{tmp_path}/pair.sock")
+        ev = emotion()
+        a.send_multipart(ev.to_frames())
+        assert b.poll(5000)
+        assert from_frames(b.recv_multipart(copy=False)) == ev
+    finally:
+        a.close(linger=0)
+        b.close(linger=0)
+        ctx.term()
+    frames = ev.to_frames()
+    assert from_frames([bytearray(f) for f in frames]) == ev
+    for bad in ([f.decode() for f in frames], [None, None], None, 5):
+        with pytest.raises(EventError, match="frame"):
+            from_frames(bad)
