@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .featurespec import is_number
+from .security import MAX_MESSAGE_BYTES
 
 SCHEMA_VERSION = 1
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -140,6 +141,8 @@ def from_frames(frames: list[bytes]) -> Event:
     cls = TOPICS.get(frames[0])
     if cls is None:
         raise EventError(f"unknown topic {frames[0][:32]!r}")
+    if len(frames[1]) > MAX_MESSAGE_BYTES:   # (events are under 2 KB; a relay cuts these off)
+        raise EventError(f"payload of {len(frames[1])} bytes, over {MAX_MESSAGE_BYTES}")
     try:
         # decoded here: json.loads(bytes) also takes UTF-16/32 and a BOM, which the protocol
         # (UTF-8 JSON) does not allow and readers in other languages refuse

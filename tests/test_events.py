@@ -86,8 +86,8 @@ def test_malformed_frames_raise_event_error(frames, match):
 
 
 def test_bad_version_error_is_short():
-    with pytest.raises(EventError) as e:
-        from_frames([b"status", payload(status(), v="9" * 100_000)])
+    with pytest.raises(EventError, match="version") as e:   # (under the 64 KiB)
+        from_frames([b"status", payload(status(), v="9" * 60_000)])
     assert len(str(e.value)) < 100
 
 
