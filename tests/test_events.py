@@ -134,3 +134,28 @@ def test_frames_received_without_copying_parse_and_non_bytes_are_event_errors(tm
     for bad in ([f.decode() for f in frames], [None, None], None, 5):
         with pytest.raises(EventError, match="frame"):
             from_frames(bad)
+
+
+def _strict_text(value):
+    """Every string in ``value`` is Unicode text (encodes to UTF-8): no lone surrogate."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _strict_text(k)
+            _strict_text(v)
+
+
+def test_lone_surrogates_never_reach_the_wire():
+    """A file name's bytes that are not UTF-8 are lone surrogates in Python (os.fsdecode):
+    the JSON carried them as \\udce9, which strict readers (serde_json) refuse, losing the
+    event. They are sent as U+FFFD; real non-BMP text (an emoji) is kept."""
+    ev = status(detail="file caf\udce9.flac", device_id="k\U0001F600")
+    frames = ev.to_frames()
+    data = json.loads(frames[1].decode("ascii"))
+    _strict_text(data)
+    assert data["detail"] == "file caf\ufffd.flac" and data["device_id"] == "k\U0001F600"
+    data = json.loads(emotion(probs={"\udcff": 1.0}, label="\udcff").to_frames()[1])
+    _strict_text(data)
+    assert data["probs"] == {"\ufffd": 1.0} and data["label"] == "\ufffd"
+    assert json.loads(emotion(label="a\\udcffb").to_frames()[1])["label"] == "a\\udcffb"
