@@ -155,7 +155,7 @@ def from_frames(frames: list[bytes]) -> Event:
     cls = TOPICS.get(frames[0])
     if cls is None:
         raise EventError(f"unknown topic {frames[0][:32]!r}")
-    if len(frames[1]) > MAX_MESSAGE_BYTES:   # (events are under 2 KB; a relay cuts these off)
+    if len(frames[1]) > MAX_MESSAGE_BYTES:   # (events are a few KB at most; a relay cuts these off)
         raise EventError(f"payload of {len(frames[1])} bytes, over {MAX_MESSAGE_BYTES}")
     try:
         # decoded here: json.loads(bytes) also takes UTF-16/32 and a BOM, which the protocol

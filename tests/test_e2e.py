@@ -237,3 +237,13 @@ def test_a_raw_subscriber_gets_strict_json_in_the_readme_field_order(tmp_path):
                 v.encode("utf-8")   # no lone surrogate
     assert [d["seq"] for _, d in got] == list(range(1, len(got) + 1))
     assert got[0][1]["detail"] == "file caf\ufffd.flac"
+    # the README's precision: times and speech to 3 decimals, probabilities to 4
+    decimals = {"ts": 3, "start": 3, "end": 3, "uptime": 3, "audio_s": 3, "speech": 3,
+                "confidence": 4}
+    for _, data in got:
+        assert abs(data["ts"] - time.time()) < 120   # the wall clock, in seconds
+        for k, n in decimals.items():
+            if k in data:
+                assert isinstance(data[k], float) and data[k] == round(data[k], n), (k, data)
+        for p in data.get("probs", {}).values():
+            assert isinstance(p, float) and p == round(p, 4), data
