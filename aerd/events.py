@@ -36,8 +36,8 @@ class Event:
 
     def to_frames(self) -> list[bytes]:
         text = _ENCODER.encode(self.to_dict())
-        if "\\ud" in text:   # a surrogate: a pair (emoji), or a lone one (see _valid_text)
-            text = _ENCODER.encode(_valid_text(self.to_dict()))
+        if "\\ud" in text:   # a surrogate: a pair (emoji), or a lone one (see valid_text)
+            text = _ENCODER.encode(valid_text(self.to_dict()))
         return [self.topic, text.encode()]
 
     @classmethod
@@ -77,14 +77,14 @@ _CHECKS = {
 events or an EventError, never a field of the wrong type."""
 
 
-def _valid_text(value: Any) -> Any:
+def valid_text(value: Any) -> Any:
     """``value`` with every lone surrogate in its strings made U+FFFD. A file name's bytes
     that are not UTF-8 (os.fsdecode) became ``\\udcff`` in the JSON: no Unicode text, which
     strict readers (Rust's serde_json, for one) refuse, losing the whole event."""
     if isinstance(value, str):
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, dict):
-        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
     return value
 
 

@@ -213,6 +213,14 @@ def test_publisher_text_cannot_break_lines_or_the_terminal(tmp_path, capsys):
         assert shown.count("\n") == 3 * 3 and "kitchen\\nFAKE\\x1b[2J\\ud800" in shown
         err = capsys.readouterr().err.splitlines()
         assert len(err) >= 2 and all(line.startswith("aerd listen: kitchen\\nFAKE") for line in err)
+        # the JSON lines: Unicode text (an unpaired surrogate printed as \ud800 was no JSON
+        # text a strict reader of the listener's output takes), the escapes kept as JSON's
+        out = io.StringIO()
+        assert listen(ep, count=3, timeout=10, topics=["emotion"], out=out, ctx=ctx) == 0
+        for line in out.getvalue().splitlines():
+            ev = json.loads(line)
+            assert ev["device_id"] == "kitchen\nFAKE\x1b[2J\ufffd", ev
+            assert ev["probs"] == {"happy\r": 0.5, "sad\ufffd": 0.5}, ev
     finally:
         stop.set()
         th.join()
