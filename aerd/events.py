@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .featurespec import is_number
+from .security import MAX_MESSAGE_BYTES
 
 SCHEMA_VERSION = 1
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -34,7 +35,10 @@ class Event:
         return {"v": SCHEMA_VERSION, **self.__dict__}
 
     def to_frames(self) -> list[bytes]:
-        return [self.topic, _ENCODER.encode(self.to_dict()).encode()]
+        text = _ENCODER.encode(self.to_dict())
+        if "\\ud" in text:   # a surrogate: a pair (emoji), or a lone one (see valid_text)
+            text = _ENCODER.encode(valid_text(self.to_dict()))
+        return [self.topic, text.encode()]
 
     @classmethod
     def from_frames(cls, frames: list[bytes]) -> "Event":
@@ -71,6 +75,17 @@ _CHECKS = {
 }
 """Type checks by annotation (the annotations are strings here): a subscriber gets typed
 events or an EventError, never a field of the wrong type."""
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings made U+FFFD. A file name's bytes
+    that are not UTF-8 (os.fsdecode) became ``\\udcff`` in the JSON: no Unicode text, which
+    strict readers (Rust's serde_json, for one) refuse, losing the whole event."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    return value
 
 
 def _required(cls: type, name: str) -> bool:
@@ -118,13 +133,30 @@ class StatusEvent(Event):
 TOPICS: dict[bytes, type[Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}
 
 
+def _as_bytes(frame: Any) -> bytes:
+    """A frame's bytes: ``bytes``, or any buffer (``recv_multipart(copy=False)`` gives
+    zmq.Frame objects, which had raised TypeError here); anything else is an EventError."""
+    if isinstance(frame, bytes):
+        return frame
+    try:
+        return memoryview(frame).tobytes()
+    except TypeError:
+        raise EventError(f"a frame of type {type(frame).__name__}, not bytes") from None
+
+
 def from_frames(frames: list[bytes]) -> Event:
-    """Parse a received multipart message into its typed event."""
+    """Parse a received multipart message into its typed event; EventError if it is none."""
+    try:
+        frames = [_as_bytes(f) for f in frames]
+    except TypeError:   # not a sequence at all
+        raise EventError(f"expected a list of 2 frames, got {type(frames).__name__}") from None
     if len(frames) != 2:
         raise EventError(f"expected 2 frames, got {len(frames)}")
     cls = TOPICS.get(frames[0])
     if cls is None:
         raise EventError(f"unknown topic {frames[0][:32]!r}")
+    if len(frames[1]) > MAX_MESSAGE_BYTES:   # (events are a few KB at most; a relay cuts these off)
+        raise EventError(f"payload of {len(frames[1])} bytes, over {MAX_MESSAGE_BYTES}")
     try:
         # decoded here: json.loads(bytes) also takes UTF-16/32 and a BOM, which the protocol
         # (UTF-8 JSON) does not allow and readers in other languages refuse

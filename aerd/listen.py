@@ -12,7 +12,7 @@ import zmq
 
 from .config import PublishSettings
 from .errors import ConfigError
-from .events import EmotionEvent, EventError, from_frames
+from .events import EmotionEvent, EventError, from_frames, valid_text
 from .ipcfiles import connect_problem
 from .publisher import set_heartbeat
 from .security import CurveClient, apply_curve_client, use_ipv6_if_needed
@@ -128,7 +128,9 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             if pretty and isinstance(ev, EmotionEvent):
                 print(render_pretty(ev), file=out, flush=True)
             elif not pretty:
-                print(json.dumps({"topic": ev.topic.decode(), **ev.to_dict()}), file=out, flush=True)
+                # valid_text: another publisher's lone surrogates are no text for JSON readers
+                line = valid_text({"topic": ev.topic.decode(), **ev.to_dict()})
+                print(json.dumps(line), file=out, flush=True)
         return 0
     finally:
         sock.close()

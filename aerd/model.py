@@ -229,9 +229,9 @@ class Model:
             except Exception as e:  # noqa: BLE001 -- onnxruntime's own error types
                 raise ModelError(f"{name}: the graph does not run on a feature vector "
                                  f"({str(e).splitlines()[0][:160]})") from None
-            if probe.shape != (1, len(card.labels)):
-                raise ModelError(f"{name}: output has {probe.shape[-1]} classes, "
-                                 f"card lists {len(card.labels)}")
+            if probe.shape != (1, len(card.labels)) or not np.isfinite(probe).all():
+                raise ModelError(f"{name}: output {probe.tolist()!r:.80} is not the {len(card.labels)} "
+                                 "finite probabilities the card lists")   # (NaN: a diverged fit)
             graph.bind_one(len(card.labels))
 
     @property

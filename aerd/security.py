@@ -39,7 +39,7 @@ _REMOTE_SCHEMES = frozenset({"pgm", "epgm", "norm", "tipc", "vmci"})
 _ALLOW_ANY_DOMAIN = "aerd:allow-any"
 _ZAP_ENFORCE_DOMAIN = getattr(zmq, "ZAP_ENFORCE_DOMAIN", 93)
 MAX_MESSAGE_BYTES = 65536
-"""Largest frame a bound socket accepts (events are under 2 KB). Without a limit libzmq
+"""Largest frame a bound socket accepts (events are a few KB at most). Without a limit libzmq
 allocates whatever size a peer announces, even before CURVE authentication."""
 
 

@@ -10,6 +10,7 @@ and a WAV header at its start) in :mod:`aerd.stdin`.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -85,7 +86,7 @@ class FileSource:
         if self.path.is_dir():
             raise AudioError(f"{path}: is a directory, not an audio file")
         try:
-            self._f = sf.SoundFile(str(self.path))
+            self._f = sf.SoundFile(os.fsencode(self.path))   # (str: a name not in UTF-8 raised)
         except FileNotFoundError:
             raise AudioError(f"{path}: no such file") from None
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -206,7 +207,7 @@ class FileSource:
         if self._block <= small:
             return False
         try:   # a fresh handle: after some errors (a failed internal seek) the old one is stuck
-            f = sf.SoundFile(str(self.path))
+            f = sf.SoundFile(os.fsencode(self.path))
             f.seek(self._pos)
         except (sf.LibsndfileError, RuntimeError, OSError):
             return False

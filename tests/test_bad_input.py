@@ -39,6 +39,19 @@ def test_classify_good_and_bad_files(tmp_path):
     assert "too short" in err[3] and "empty" in err[2]
 
 
+def test_a_file_whose_name_is_not_utf8_is_read(tmp_path):
+    """A name with bytes that are not UTF-8 (a Latin-1 name from an old archive): soundfile
+    re-encoded the str strictly and `aerd classify` and `aerd run` died with a traceback."""
+    import os
+    import shutil
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.flac")
+    shutil.copy(CLIPS[2], odd)   # the angry sentence
+    r = run("classify", str(odd))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json_lines(r.stdout)[0]["label"] == "angry"
+
+
 def test_a_file_without_speech_gets_no_label(tmp_path):
     """Silence and low noise: a null label (the daemon publishes no emotion for such windows),
     a line on stderr saying why; the file itself is fine (exit 0). --min-speech 0 labels it."""

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
+import zmq
 
-from e2e_helpers import CLIPS, env, json_lines, make_stream, run, spawn
+from e2e_helpers import CLIPS, REPO, aerd_cmd, env, json_lines, make_stream, run, spawn
 
 EMOTION_FIELDS = {"v", "seq", "ts", "start", "end", "label", "confidence", "probs", "device_id", "model"}
 STATUS_FIELDS = {"v", "seq", "ts", "uptime", "input", "windows", "overflows", "device_id", "state"}
@@ -185,3 +189,61 @@ def test_an_empty_room_with_hum_and_an_offset_publishes_no_emotion(tmp_path):
     # events come in stream order: the first one's window already holds the clip (which
     # starts at 10 s), so none came from the room alone
     assert emotions[0]["end"] > 10.0 + 1.0, emotions[0]
+
+
+def test_a_raw_subscriber_gets_strict_json_in_the_readme_field_order(tmp_path):
+    """What a subscriber in another language sees, with plain pyzmq and no aerd code: two
+    frames, a topic, compact ASCII JSON in the README tables' field order, only finite
+    numbers and Unicode text. The input's name is not UTF-8: its undecodable byte reached the
+    status detail as a lone surrogate (\\udce9), which strict JSON readers refuse."""
+    from test_readme_example import readme_fields
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.flac")
+    shutil.copy(CLIPS[2], odd)
+    ep = f"ipc://{tmp_path}/raw.sock"
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(ep)
+    daemon = subprocess.Popen(   # (bytes: its log names the file with the byte as it is)
+        aerd_cmd("run", "--input", str(odd), "--fast", "--endpoint", ep, "--no-adapt",
+                 "--wait-subscriber", "20", "--state-dir", str(tmp_path / "st")),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env(), cwd=REPO)
+    got = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (got and got[-1][1].get("state") == "stopping"):
+            if sub.poll(200):
+                frames = sub.recv_multipart()
+                assert len(frames) == 2, frames
+                text = frames[1].decode("ascii")   # (non-ASCII text travels as \u escapes)
+
+                def no_constant(name):
+                    raise AssertionError(f"{name} on the wire: {text}")
+
+                data = json.loads(text, parse_constant=no_constant)
+                assert text == json.dumps(data, separators=(",", ":")), "not compact"
+                got.append((frames[0].decode(), data))
+    finally:
+        sub.close(linger=0)
+        ctx.term()
+        log = daemon.communicate(timeout=60)[0]
+    assert daemon.returncode == 0, log
+    assert {t for t, _ in got} == {"emotion", "status"}
+    for topic, data in got:
+        assert list(data) == list(readme_fields(topic)), topic
+        for v in (*data.values(), *data.get("probs", {})):
+            if isinstance(v, str):
+                v.encode("utf-8")   # no lone surrogate
+    assert [d["seq"] for _, d in got] == list(range(1, len(got) + 1))
+    assert got[0][1]["detail"] == "file caf\ufffd.flac"
+    # the README's precision: times and speech to 3 decimals, probabilities to 4
+    decimals = {"ts": 3, "start": 3, "end": 3, "uptime": 3, "audio_s": 3, "speech": 3,
+                "confidence": 4}
+    for _, data in got:
+        assert abs(data["ts"] - time.time()) < 120   # the wall clock, in seconds
+        for k, n in decimals.items():
+            if k in data:
+                assert isinstance(data[k], float) and data[k] == round(data[k], n), (k, data)
+        for p in data.get("probs", {}).values():
+            assert isinstance(p, float) and p == round(p, 4), data

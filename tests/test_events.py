@@ -86,8 +86,8 @@ def test_malformed_frames_raise_event_error(frames, match):
 
 
 def test_bad_version_error_is_short():
-    with pytest.raises(EventError) as e:
-        from_frames([b"status", payload(status(), v="9" * 100_000)])
+    with pytest.raises(EventError, match="version") as e:   # (under the 64 KiB)
+        from_frames([b"status", payload(status(), v="9" * 60_000)])
     assert len(str(e.value)) < 100
 
 
@@ -108,3 +108,54 @@ def test_status_payload_on_emotion_topic_is_parsed_as_emotion():
     """The topic decides the type; foreign fields are dropped, not crashed on."""
     ev = from_frames([b"emotion", status().to_frames()[1]])
     assert type(ev) is EmotionEvent and ev.seq == 3 and ev.label == ""
+
+
+def test_frames_received_without_copying_parse_and_non_bytes_are_event_errors(tmp_path):
+    """`recv_multipart(copy=False)` (pyzmq's zero-copy receive) gives zmq.Frame objects:
+    from_frames raised TypeError on them; now they parse like bytes, and anything that is
+    not a buffer of bytes is an EventError, not some other exception."""
+    import zmq
+
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        a.bind(f"ipc://{tmp_path}/pair.sock")
+        b.connect(f"ipc://{tmp_path}/pair.sock")
+        ev = emotion()
+        a.send_multipart(ev.to_frames())
+        assert b.poll(5000)
+        assert from_frames(b.recv_multipart(copy=False)) == ev
+    finally:
+        a.close(linger=0)
+        b.close(linger=0)
+        ctx.term()
+    frames = ev.to_frames()
+    assert from_frames([bytearray(f) for f in frames]) == ev
+    for bad in ([f.decode() for f in frames], [None, None], None, 5):
+        with pytest.raises(EventError, match="frame"):
+            from_frames(bad)
+
+
+def _strict_text(value):
+    """Every string in ``value`` is Unicode text (encodes to UTF-8): no lone surrogate."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _strict_text(k)
+            _strict_text(v)
+
+
+def test_lone_surrogates_never_reach_the_wire():
+    """A file name's bytes that are not UTF-8 are lone surrogates in Python (os.fsdecode):
+    the JSON carried them as \\udce9, which strict readers (serde_json) refuse, losing the
+    event. They are sent as U+FFFD; real non-BMP text (an emoji) is kept."""
+    ev = status(detail="file caf\udce9.flac", device_id="k\U0001F600")
+    frames = ev.to_frames()
+    data = json.loads(frames[1].decode("ascii"))
+    _strict_text(data)
+    assert data["detail"] == "file caf\ufffd.flac" and data["device_id"] == "k\U0001F600"
+    data = json.loads(emotion(probs={"\udcff": 1.0}, label="\udcff").to_frames()[1])
+    _strict_text(data)
+    assert data["probs"] == {"\ufffd": 1.0} and data["label"] == "\ufffd"
+    assert json.loads(emotion(label="a\\udcffb").to_frames()[1])["label"] == "a\\udcffb"

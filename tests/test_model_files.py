@@ -53,3 +53,27 @@ def test_an_oversized_onnx_file_is_refused_unread(tmp_path):
         load_model(_card(tmp_path, onnx=str(huge)))
     with pytest.raises(ModelError, match=r"^/dev/zero: the ONNX model is not a regular file"):
         load_model(_card(tmp_path, onnx="/dev/zero"))
+
+
+def test_a_model_whose_output_is_not_finite_is_refused(tmp_path):
+    """A graph whose weights went NaN (a diverged fit): its NaN probabilities went into
+    every emotion event as `"confidence":NaN`, which is no JSON (subscribers in other
+    languages refuse it, aerd listen skipped them all) and into classify's line; the model
+    is now refused at start, one line naming its file, exit 2."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(REPO / "models" / "default.onnx")
+    last = graph.graph.initializer[-1]
+    weights = numpy_helper.to_array(last).copy()
+    weights[:] = float("nan")
+    last.CopyFrom(numpy_helper.from_array(weights, last.name))
+    bad = tmp_path / "diverged.onnx"
+    onnx.save(graph, bad)
+    card = _card(tmp_path, onnx=str(bad), onnx_sha256="")
+    with pytest.raises(ModelError, match=rf"^{bad}: output \[\[nan, .* is not the 8 finite "
+                                         "probabilities the card lists$"):
+        load_model(card)
+    r = run("run", "--model", str(card), "--no-adapt", "--input", str(CLIPS[0]), "--fast", timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and str(bad) in lines[-1] and "finite" in lines[-1], r.stderr
