@@ -6,6 +6,7 @@ Every field is documented here and in systemd/aerd.toml. Errors name the field
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -140,6 +141,12 @@ _CHECKS: dict[str, tuple[Any, str]] = {
 }
 
 
+_PATHS = frozenset({"input.source", "model.path", "publish.curve_secret", "publish.curve_clients",
+                    "publish.curve_server", "service.state_dir"})
+"""Settings that name a file or directory: a leading ``~`` is the home directory (TOML expands
+none, nor does the shell in ``--state-dir=~/x``)."""
+
+
 def _coerce(value: Any, kind: Any, name: str, origin: str) -> Any:
     if kind is bool:
         if isinstance(value, bool):
@@ -174,6 +181,8 @@ def apply(settings: Settings, values: dict[str, Any], origin: str,
             value = str(value)   # an index, as `aerd devices` lists it: device = 2
         name = (names or {}).get(dotted, f"[{section}] {key}")
         v = _coerce(value, _FIELDS[section][key], name, origin)
+        if dotted in _PATHS:
+            v = os.path.expanduser(v)
         check = _CHECKS.get(dotted)
         if check and not check[0](v):
             raise ConfigError(f"{origin}: {name} {check[1]}, got {v!r}")

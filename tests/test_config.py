@@ -282,3 +282,18 @@ def test_deeply_nested_toml_is_config_error(tmp_path):
 def test_overlong_integer_literal_is_config_error(tmp_path):
     with pytest.raises(ConfigError):
         config.load(write(tmp_path, "[input]\nrate = " + "9" * 5000 + "\n"))
+
+
+def test_a_home_path_in_the_config_is_expanded(tmp_path, monkeypatch):
+    """TOML expands no `~`: `state_dir = "~/aerd"` saved the adaptation state in a directory
+    named `~` under wherever aerd was started, and the log said "saved to ~/aerd/..."."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = config.load(write(tmp_path, '[input]\nsource = "~/a.wav"\n[model]\npath = "~/m.json"\n'
+                          '[publish]\ncurve_secret = "~/k"\ncurve_clients = "~/c"\n'
+                          'curve_server = "~/s"\n[service]\nstate_dir = "~/st"\n'),
+                    {"input.source": "~/b.wav"})   # --input=~/b.wav: the shell leaves it too
+    assert (s.input.source, s.model.path, s.service.state_dir) == (
+        f"{tmp_path}/b.wav", f"{tmp_path}/m.json", f"{tmp_path}/st")
+    assert (s.publish.curve_secret, s.publish.curve_clients, s.publish.curve_server) == (
+        f"{tmp_path}/k", f"{tmp_path}/c", f"{tmp_path}/s")
+    assert config.load(None, {"input.source": "mic", "model.path": "default"}).model.path == "default"
