@@ -230,6 +230,12 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
         if k in (overrides or {}) and settings.input.source != "-":
             raise ConfigError(f"command line: {(flags or {}).get(k, k)} describes raw PCM on "
                               "stdin (--input -); a file's or microphone's own is used")
+    if "input.device" in (overrides or {}) and settings.input.source != "mic":   # (ignored)
+        where = ((flags or {}).get("input.source", "--input") if "input.source" in overrides
+                 else f"[input] source in {path}")
+        raise ConfigError(f"command line: {(flags or {}).get('input.device', '--device')} chooses "
+                          f"a microphone, and the input is {settings.input.source!r} ({where}), "
+                          "not mic")
     buffer_s, block_s = settings.input.buffer_s, settings.input.block_s
     if buffer_s < 2 * block_s:   # the ring would drop part of every block (or all of it)
         on_line = {"input.buffer_s", "input.block_s"} & set(overrides or {})

@@ -173,6 +173,23 @@ def test_rate_and_channels_flags_without_stdin_input_are_refused(tmp_path):
     assert config.load(write(tmp_path, "[input]\nrate = 8000\n")).input.rate == 8000
 
 
+def test_a_device_flag_without_microphone_input_is_refused(tmp_path):
+    """`aerd run --input talk.wav --device 2` read the file and ignored --device, silently."""
+    for source in ("talk.wav", "-"):
+        with pytest.raises(ConfigError) as e:
+            config.load(None, {"input.source": source, "input.device": "2"},
+                        {"input.device": "--device", "input.source": "--input"})
+        assert str(e.value) == (f"command line: --device chooses a microphone, and the input is "
+                                f"{source!r} (--input), not mic")
+    assert config.load(None, {"input.device": "USB"}).input.device == "USB"
+    # in a file it is the microphone's setting, kept for when source is "mic"
+    p = write(tmp_path, '[input]\ndevice = "USB"\n')
+    assert config.load(p, {"input.source": "talk.wav"}).input.device == "USB"
+    p = write(tmp_path, '[input]\nsource = "-"\n')
+    with pytest.raises(ConfigError, match=rf"is '-' \(\[input\] source in {p}\), not mic$"):
+        config.load(p, {"input.device": "2"}, {"input.device": "--device"})
+
+
 def test_an_empty_config_path_is_refused():
     """`aerd run --config "$CONFIG"` with the variable unset ran on the defaults, silently."""
     from aerd.cli import run_settings
