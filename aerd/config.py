@@ -135,7 +135,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "publish.device_id": (lambda v: len(v) <= 200 and v.isprintable(),
                            "must be at most 200 printable characters"),
     "publish.heartbeat_s": (lambda v: v == 0 or 0.1 <= v <= 3600, "must be 0 (off) or 0.1..3600"),
-    "publish.endpoint": (lambda v: "://" in v, "must look like tcp://HOST:PORT or ipc://PATH"),
+    "publish.endpoint": (lambda v: "://" in v and not v.strip().lower().startswith("inproc://"),
+                         "must look like tcp://HOST:PORT or ipc://PATH"),   # (inproc: one process)
     "service.log_level": (lambda v: v in LOG_LEVELS,
                           "must be debug, info, warning or error"),
 }
