@@ -202,7 +202,7 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
     (``--config <(...)``, read to its end at start) is refused, not read as the defaults."""
     settings = Settings()
     if path:
-        p = Path(path)
+        p = Path(path).expanduser()
         try:
             text = p.read_text(encoding="utf-8")
             if again and not text and not p.is_file():

@@ -314,3 +314,4 @@ def test_a_home_path_in_the_config_is_expanded(tmp_path, monkeypatch):
     assert (s.publish.curve_secret, s.publish.curve_clients, s.publish.curve_server) == (
         f"{tmp_path}/k", f"{tmp_path}/c", f"{tmp_path}/s")
     assert config.load(None, {"input.source": "mic", "model.path": "default"}).model.path == "default"
+    assert config.load("~/aerd.toml").service.state_dir == f"{tmp_path}/st"   # --config=~/aerd.toml
