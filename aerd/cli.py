@@ -77,6 +77,14 @@ def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False,
     return FileSource(src, rate, fast=s.input.fast, block_s=s.input.block_s)
 
 
+def across_processes(endpoint: str, option: str) -> None:
+    """Refuse inproc://, ZeroMQ's transport within one process, for an endpoint on the command
+    line: nothing outside this process could reach it (the daemon's is a config check)."""
+    if endpoint.strip().lower().startswith("inproc://"):
+        raise ConfigError(f"{option} {endpoint}: inproc:// reaches only sockets of the same "
+                          "process; give tcp://HOST:PORT or ipc://PATH")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
@@ -214,6 +222,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if args.count is not None and args.topic and "emotion" not in args.topic:
         raise ConfigError("--count counts emotion events, which --topic leaves out: "
                           "add --topic emotion")
+    across_processes(args.endpoint, "--endpoint")
     curve = curve_client_from_args(args.server_key, args.key)
     try:
         local = is_local_endpoint(args.endpoint)
@@ -255,6 +264,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from .relay import RelayConfig, curve_side, serve
 
     _setup_logging(args.log_level)
+    across_processes(args.frontend, "--frontend")
+    across_processes(args.backend, "--backend")
     cfg = RelayConfig(args.frontend, args.backend,
                       curve_side("frontend", args.frontend_secret, args.frontend_clients),
                       curve_side("backend", args.backend_secret, args.backend_clients),

@@ -27,7 +27,8 @@ RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                             help="allow a non-loopback endpoint without CURVE")),
     "--no-adapt": ("adapt.enabled", dict(action="store_const", const=False,
                                          help="no per-device feature adaptation")),
-    "--state-dir": ("service.state_dir", dict(help="state directory (default $STATE_DIRECTORY)")),
+    "--state-dir": ("service.state_dir", dict(help="adaptation state directory (default $STATE_DIRECTORY, else "
+                                            "~/.local/state/aerd)")),
     "--log-level": ("service.log_level", dict(help="debug, info, warning or error")),
 }
 
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of speech frames a window needs to count (0..1)")
 
     li = sub.add_parser("listen", help="print events as JSON lines")
-    li.add_argument("--endpoint", default=config.PublishSettings.endpoint)
+    li.add_argument("--endpoint", default=config.PublishSettings.endpoint,
+                    help=f"the daemon's or relay's endpoint (default {config.PublishSettings.endpoint})")
     li.add_argument("--count", type=WHOLE_FROM_1, default=None, help="exit 0 after N emotion events")
     li.add_argument("--timeout", type=POSITIVE_SECONDS, default=None, help="exit 1 if they did not arrive in S s")
     li.add_argument("--topic", action="append", choices=["emotion", "status"],
@@ -96,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="list input devices")
 
     kg = sub.add_parser("keygen", help="make a CURVE key pair")
-    kg.add_argument("directory")
-    kg.add_argument("--name", default="aerd")
+    kg.add_argument("directory", help="where to write them (made, mode 700, if missing)")
+    kg.add_argument("--name", default="aerd", help="NAME.key (public), NAME.key_secret (default aerd)")
 
     re = sub.add_parser("relay", help="XSUB/XPUB proxy for a fleet of daemons")
     re.add_argument("--frontend", required=True, help="endpoint daemons --connect to")
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     re.add_argument("--frontend-clients", help="authorised daemon public keys (directory)")
     re.add_argument("--backend-secret", help="CURVE secret key for the backend")
     re.add_argument("--backend-clients", help="authorised subscriber public keys (directory)")
-    re.add_argument("--insecure", action="store_true")
+    re.add_argument("--insecure", action="store_true",
+                    help="allow an endpoint other hosts reach without CURVE")
     re.add_argument("--log-level", default="info", choices=config.LOG_LEVELS)
     return p

@@ -6,6 +6,7 @@ Every field is documented here and in systemd/aerd.toml. Errors name the field
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -134,10 +135,17 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "publish.device_id": (lambda v: len(v) <= 200 and v.isprintable(),
                            "must be at most 200 printable characters"),
     "publish.heartbeat_s": (lambda v: v == 0 or 0.1 <= v <= 3600, "must be 0 (off) or 0.1..3600"),
-    "publish.endpoint": (lambda v: "://" in v, "must look like tcp://HOST:PORT or ipc://PATH"),
+    "publish.endpoint": (lambda v: "://" in v and not v.strip().lower().startswith("inproc://"),
+                         "must look like tcp://HOST:PORT or ipc://PATH"),   # (inproc: one process)
     "service.log_level": (lambda v: v in LOG_LEVELS,
                           "must be debug, info, warning or error"),
 }
+
+
+_PATHS = frozenset({"input.source", "model.path", "publish.curve_secret", "publish.curve_clients",
+                    "publish.curve_server", "service.state_dir"})
+"""Settings that name a file or directory: a leading ``~`` is the home directory (TOML expands
+none, nor does the shell in ``--state-dir=~/x``)."""
 
 
 def _coerce(value: Any, kind: Any, name: str, origin: str) -> Any:
@@ -174,6 +182,8 @@ def apply(settings: Settings, values: dict[str, Any], origin: str,
             value = str(value)   # an index, as `aerd devices` lists it: device = 2
         name = (names or {}).get(dotted, f"[{section}] {key}")
         v = _coerce(value, _FIELDS[section][key], name, origin)
+        if dotted in _PATHS:
+            v = os.path.expanduser(v)
         check = _CHECKS.get(dotted)
         if check and not check[0](v):
             raise ConfigError(f"{origin}: {name} {check[1]}, got {v!r}")
@@ -192,7 +202,7 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
     (``--config <(...)``, read to its end at start) is refused, not read as the defaults."""
     settings = Settings()
     if path:
-        p = Path(path)
+        p = Path(path).expanduser()
         try:
             text = p.read_text(encoding="utf-8")
             if again and not text and not p.is_file():
@@ -221,6 +231,12 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None,
         if k in (overrides or {}) and settings.input.source != "-":
             raise ConfigError(f"command line: {(flags or {}).get(k, k)} describes raw PCM on "
                               "stdin (--input -); a file's or microphone's own is used")
+    if "input.device" in (overrides or {}) and settings.input.source != "mic":   # (ignored)
+        where = ((flags or {}).get("input.source", "--input") if "input.source" in overrides
+                 else f"[input] source in {path}")
+        raise ConfigError(f"command line: {(flags or {}).get('input.device', '--device')} chooses "
+                          f"a microphone, and the input is {settings.input.source!r} ({where}), "
+                          "not mic")
     buffer_s, block_s = settings.input.buffer_s, settings.input.block_s
     if buffer_s < 2 * block_s:   # the ring would drop part of every block (or all of it)
         on_line = {"input.buffer_s", "input.block_s"} & set(overrides or {})

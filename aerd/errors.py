@@ -1,6 +1,7 @@
 """The one exception type that reaches the user as a single line."""
 
 import errno
+import os
 
 
 class AerdError(Exception):
@@ -36,3 +37,17 @@ class ModelError(AerdError):
 
 class AudioError(AerdError):
     """An unreadable, empty or too short audio input, or an unusable device."""
+
+
+def lookup(path: "str | os.PathLike[str]", error: type[AerdError],
+           name: str | None = None) -> os.stat_result | None:
+    """``os.stat(path)``, or None if there is no such file. Any other failure (a directory on
+    its way this user may not enter, as /home is under aerd.service's ``ProtectHome=``) is
+    ``error`` naming ``name`` (default: the path): Python 3.11's ``Path.exists()`` raises
+    PermissionError there, which was a traceback instead of a line."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise error(f"{name or path}: cannot reach it ({e.strerror or e})") from None

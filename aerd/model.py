@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .config import AUDIO_RATES
-from .errors import ModelError
+from .errors import ModelError, lookup
 from .featurespec import FeatureSpec, is_number
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def resolve_model_path(value: str | Path | None) -> Path:
     p = Path(value)
     if p.suffix == ".onnx":
         p = p.with_suffix(".json")
-    elif p.suffix != ".json" and not p.exists():
+    elif p.suffix != ".json" and lookup(p, ModelError) is None:
         shipped = MODELS_DIR / f"{value}.json"
         if shipped.exists():
             return shipped
@@ -286,9 +286,9 @@ class Model:
 def load_model(value: str | Path | None, adapt: bool = False) -> Model:
     """Load and validate a bundle from a ``--model`` value (and its adapted graph if asked)."""
     path = resolve_model_path(value)
-    if value not in (None, "") and not path.exists():   # name what the user gave
+    if value not in (None, "") and lookup(path, ModelError) is None:   # name what the user gave
         given = Path(value)
-        if given.suffix == ".onnx" and given.exists():
+        if given.suffix == ".onnx" and lookup(given, ModelError) is not None:
             raise ModelError(f"{value}: its model card {path} is missing")
         shipped = ", ".join(sorted(p.stem for p in MODELS_DIR.glob("*.json")))
         raise ModelError(f"{value}: no such model file, nor a shipped model ({shipped})")

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # zmq.auth.thread pulls in asyncio (~6 MB RSS): imported only
     from zmq.auth.thread import ThreadAuthenticator
 
 from aerd.curvekeys import AuthorizedKeys, key_files, load_key_file, valid_key
-from aerd.errors import ConfigError
+from aerd.errors import ConfigError, lookup
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ class CurveClient:
 
 def _load_cert(path: Path, *, need_secret: bool) -> tuple[bytes, bytes | None]:
     """Load a zmq.auth certificate, raising ConfigError naming ``path``."""
-    if not Path(path).is_file():
+    st = lookup(path, ConfigError, f"CURVE key file {str(path)!r}")
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"CURVE key file {str(path)!r} does not exist or is not a file")
     try:
         public, secret = load_key_file(path)
@@ -218,8 +220,9 @@ def apply_curve_server(ctx: zmq.Context, socket: zmq.Socket,
     auth: ThreadAuthenticator | None = None  # None: any key is accepted
     if server.authorized_dir is not None:
         directory = Path(server.authorized_dir)
-        if not directory.is_dir():
-            why = "is not a directory" if directory.exists() else "does not exist"
+        st = lookup(directory, ConfigError, f"CURVE authorized-keys directory {str(directory)!r}")
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            why = "does not exist" if st is None else "is not a directory"
             raise ConfigError(f"CURVE authorized-keys directory {str(directory)!r} {why}")
         try:
             files = key_files(directory)
@@ -265,7 +268,7 @@ def keygen(directory: Path, name: str) -> tuple[Path, Path]:
     directory = Path(directory)
     public_file, secret_file = directory / f"{name}.key", directory / f"{name}.key_secret"
     for path in (public_file, secret_file):
-        if path.exists():
+        if lookup(path, ConfigError, f"key file {str(path)!r}") is not None:
             raise ConfigError(f"key file {str(path)!r} already exists; refusing to overwrite")
     # private 0700 temp dir: the secret is never world-readable; os.link never overwrites
     linked: list[Path] = []

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .config import AUDIO_RATES
-from .errors import AudioError
+from .errors import AudioError, lookup
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,10 @@ class FileSource:
         self.name = str(path)
         if self.name == "":   # (Path("") is the current directory)
             raise AudioError("'': an empty file name")
-        if not self.path.exists():
+        st = lookup(self.path, AudioError)
+        if st is None:
             raise AudioError(f"{path}: no such file")
-        if self.path.is_dir():
+        if stat.S_ISDIR(st.st_mode):
             raise AudioError(f"{path}: is a directory, not an audio file")
         try:
             self._f = sf.SoundFile(os.fsencode(self.path))   # (str: a name not in UTF-8 raised)

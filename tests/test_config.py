@@ -173,6 +173,23 @@ def test_rate_and_channels_flags_without_stdin_input_are_refused(tmp_path):
     assert config.load(write(tmp_path, "[input]\nrate = 8000\n")).input.rate == 8000
 
 
+def test_a_device_flag_without_microphone_input_is_refused(tmp_path):
+    """`aerd run --input talk.wav --device 2` read the file and ignored --device, silently."""
+    for source in ("talk.wav", "-"):
+        with pytest.raises(ConfigError) as e:
+            config.load(None, {"input.source": source, "input.device": "2"},
+                        {"input.device": "--device", "input.source": "--input"})
+        assert str(e.value) == (f"command line: --device chooses a microphone, and the input is "
+                                f"{source!r} (--input), not mic")
+    assert config.load(None, {"input.device": "USB"}).input.device == "USB"
+    # in a file it is the microphone's setting, kept for when source is "mic"
+    p = write(tmp_path, '[input]\ndevice = "USB"\n')
+    assert config.load(p, {"input.source": "talk.wav"}).input.device == "USB"
+    p = write(tmp_path, '[input]\nsource = "-"\n')
+    with pytest.raises(ConfigError, match=rf"is '-' \(\[input\] source in {p}\), not mic$"):
+        config.load(p, {"input.device": "2"}, {"input.device": "--device"})
+
+
 def test_an_empty_config_path_is_refused():
     """`aerd run --config "$CONFIG"` with the variable unset ran on the defaults, silently."""
     from aerd.cli import run_settings
@@ -282,3 +299,19 @@ def test_deeply_nested_toml_is_config_error(tmp_path):
 def test_overlong_integer_literal_is_config_error(tmp_path):
     with pytest.raises(ConfigError):
         config.load(write(tmp_path, "[input]\nrate = " + "9" * 5000 + "\n"))
+
+
+def test_a_home_path_in_the_config_is_expanded(tmp_path, monkeypatch):
+    """TOML expands no `~`: `state_dir = "~/aerd"` saved the adaptation state in a directory
+    named `~` under wherever aerd was started, and the log said "saved to ~/aerd/..."."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = config.load(write(tmp_path, '[input]\nsource = "~/a.wav"\n[model]\npath = "~/m.json"\n'
+                          '[publish]\ncurve_secret = "~/k"\ncurve_clients = "~/c"\n'
+                          'curve_server = "~/s"\n[service]\nstate_dir = "~/st"\n'),
+                    {"input.source": "~/b.wav"})   # --input=~/b.wav: the shell leaves it too
+    assert (s.input.source, s.model.path, s.service.state_dir) == (
+        f"{tmp_path}/b.wav", f"{tmp_path}/m.json", f"{tmp_path}/st")
+    assert (s.publish.curve_secret, s.publish.curve_clients, s.publish.curve_server) == (
+        f"{tmp_path}/k", f"{tmp_path}/c", f"{tmp_path}/s")
+    assert config.load(None, {"input.source": "mic", "model.path": "default"}).model.path == "default"
+    assert config.load("~/aerd.toml").service.state_dir == f"{tmp_path}/st"   # --config=~/aerd.toml
