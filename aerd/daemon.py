@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ class Daemon:
         self.tick_s = tick_s
         self.counters = Counters(rate=pipeline.model.card.features.sample_rate)
         self._seq = 0
+        # one per process start, not per reload (seq goes on across a reload too): a
+        # subscriber tells a restart by it, whatever seq the new run has reached
+        self.run_id = secrets.token_hex(8)
         self._stop = False
         self._hup = False
         self._ready = False
@@ -114,13 +118,14 @@ class Daemon:
     def status_event(self, state: str = "running") -> StatusEvent:
         p, src, c = self.pipeline, self.source, self.counters
         return StatusEvent(
-            seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id, state=state,
-            input=src.state, detail=src.detail, uptime=round(time.monotonic() - self._t0, 3),
+            seq=self._next_seq(), ts=round(time.time(), 3), device_id=self.device_id,
+            run=self.run_id, state=state, input=src.state, detail=src.detail,
+            uptime=round(time.monotonic() - self._t0, 3),
             audio_s=round(self.counters.audio_s, 3), windows=c.windows + p.windows,
             speech_windows=c.speech_windows + p.speech_windows, events=c.events,
             overflows=src.overflows, dropped=self.publisher.dropped,
             bad_frames=src.bad_frames + c.bad_windows + p.bad_windows, model=p.model.id,
-            save_errors=c.save_errors)
+            save_errors=c.save_errors, status_interval_s=round3(self.status_interval))
 
     def _publish_status(self, state: str = "running") -> None:
         ev = self.status_event(state)
@@ -138,7 +143,8 @@ class Daemon:
             d = r.decision
             self.publisher.send(EmotionEvent(
                 seq=self._next_seq(), ts=round3(time.time()), device_id=self.device_id,
-                start=round3(off + r.window.start), end=round3(off + r.window.end), label=d.label,
+                run=self.run_id, start=round3(off + r.window.start),
+                end=round3(off + r.window.end), label=d.label,
                 confidence=round4(d.confidence), probs=d.probs, model=self.pipeline.model.id,
                 speech=round3(r.window.speech), adapted=r.adapted))
             self.counters.events += 1

@@ -28,6 +28,9 @@ class Event:
     seq: int
     ts: float
     device_id: str
+    run: str = ""
+    """Random id of the daemon process that sent it (16 hex digits, new at each start, kept
+    across a reload): ``seq`` is unique per (device_id, run). "" from an aerd before it."""
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose: dataclasses.asdict deep-copies (probs) and costs ~0.1 ms an event;
@@ -128,6 +131,9 @@ class StatusEvent(Event):
     bad_frames: int = 0
     model: str = ""
     save_errors: int = 0
+    status_interval_s: float = 0.0
+    """The daemon's ``status_interval``: the longest it goes without a status event (0: an
+    aerd before this field, which did not say)."""
 
 
 TOPICS: dict[bytes, type[Event]] = {EmotionEvent.topic: EmotionEvent, StatusEvent.topic: StatusEvent}

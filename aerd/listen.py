@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, NamedTuple, TextIO
 
 import zmq
 
@@ -41,30 +41,62 @@ def render_pretty(ev: EmotionEvent) -> str:
     return "\n".join(lines)
 
 
-class SeqGaps:
-    """Messages lost on the way, from gaps in each device's ``seq`` (which counts every
-    message of a daemon run, both topics, from 1). ZeroMQ drops a slow subscriber's
-    messages without telling the publisher: only the subscriber can see them go.
+class Seen(NamedTuple):
+    missed: int = 0           # messages of this run lost just before this one
+    restarted: bool = False   # this message is from a new run of a device heard from before
+    previous: str = ""        # that device's run before it ("" if it sends none)
 
-    Bounded: past ``max_devices`` names the one heard from least recently is forgotten (a
-    publisher inventing a name per message cannot grow the listener without limit; a
-    forgotten device's next message counts as its first)."""
+
+class SeqGaps:
+    """Messages lost on the way, from gaps in ``seq``, which counts every message of one
+    daemon run (both topics) from 1; a run is told by the events' ``run`` id, new at each
+    start of the daemon, so a restart is no gap whatever ``seq`` the new run has reached
+    (events without ``run``, from an older aerd: a ``seq`` not above the last is a restart).
+    ZeroMQ drops a slow subscriber's messages without telling the publisher: only the
+    subscriber can see them go.
+
+    Bounded: past ``max_devices`` runs (and device names) the one heard from least recently
+    is forgotten (a publisher inventing a name per message cannot grow the listener without
+    limit; a forgotten run's next message counts as its first)."""
 
     MAX_DEVICES = 4096
 
     def __init__(self, max_devices: int = MAX_DEVICES) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[tuple[str, str], int] = {}   # (device_id, run) -> last seq
+        self._runs: dict[str, str] = {}               # device_id -> its latest run
         self._max = max_devices
 
-    def see(self, device_id: str, seq: int) -> int:
-        """How many messages of ``device_id`` went missing just before this one."""
-        last = self._last.pop(device_id, None)   # re-inserted: the dict's order is recency
-        self._last[device_id] = seq
-        if len(self._last) > self._max:
-            del self._last[next(iter(self._last))]
-        if last is None or seq <= last:   # first message seen, or the daemon restarted
-            return 0
-        return seq - last - 1
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        table[key] = value   # (popped first by the caller: the dict's order is recency)
+        if len(table) > self._max:
+            del table[next(iter(table))]
+
+    def see(self, device_id: str, run: str, seq: int) -> Seen:
+        """What this message of ``device_id``'s ``run`` says about the ones before it."""
+        key = (device_id, run)
+        last = self._last.pop(key, None)
+        previous = self._runs.pop(device_id, None)
+        self._put(self._runs, device_id, run)
+        if last is None:   # the first message of this run seen
+            self._put(self._last, key, seq)
+            return Seen(restarted=previous is not None and previous != run,
+                        previous=previous or "")
+        if seq > last:
+            self._put(self._last, key, seq)
+            return Seen(missed=seq - last - 1)
+        if not run:   # no run id: seq going back is the only sign of a restart
+            self._put(self._last, key, seq)
+            return Seen(restarted=True)
+        self._put(self._last, key, last)   # a repeat within one run: nothing lost
+        return Seen()
+
+
+def _restart_line(device_id: str, seen: Seen, run: str, seq: int) -> str:
+    if not run:
+        return f"aerd listen: {_shown(device_id)}: the daemon restarted (seq went back to {seq})"
+    before = f" after run {_shown(seen.previous[:32])}" if seen.previous else ""
+    return (f"aerd listen: {_shown(device_id)}: the daemon restarted: run {_shown(run[:32])}"
+            f"{before}; its first message seen is seq {seq}")
 
 
 HEARTBEAT_S = PublishSettings.heartbeat_s
@@ -100,7 +132,8 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
         deadline = None if timeout is None else time.monotonic() + timeout
         seen = got = 0
         emotions = "emotion" in topics
-        gaps = SeqGaps() if {"emotion", "status"} <= set(topics) else None
+        gaps = SeqGaps()   # restarts on any topic; gaps only with both (seq counts both)
+        count_gaps = {"emotion", "status"} <= set(topics)
         while count is None or seen < count:
             wait = 1000 if deadline is None else int(max(0.0, deadline - time.monotonic()) * 1000)
             if deadline is not None and wait <= 0:
@@ -118,10 +151,13 @@ def listen(endpoint: str, count: int | None, timeout: float | None, topics: list
             except EventError as e:
                 print(f"aerd listen: skipping a bad message: {e}", file=sys.stderr)
                 continue
-            missed = gaps.see(ev.device_id, ev.seq) if gaps is not None else 0
-            if missed:
-                print(f"aerd listen: {_shown(ev.device_id)}: {missed} message(s) missed before seq "
-                      f"{ev.seq} (this subscriber fell behind, or reconnected)", file=sys.stderr)
+            gap = gaps.see(ev.device_id, ev.run, ev.seq)
+            if gap.restarted:
+                print(_restart_line(ev.device_id, gap, ev.run, ev.seq), file=sys.stderr)
+            elif gap.missed and count_gaps:
+                print(f"aerd listen: {_shown(ev.device_id)}: {gap.missed} message(s) missed "
+                      f"before seq {ev.seq} (this subscriber fell behind, or reconnected)",
+                      file=sys.stderr)
             got += 1
             if isinstance(ev, EmotionEvent):
                 seen += 1

@@ -10,17 +10,18 @@ from aerd.events import SCHEMA_VERSION, EmotionEvent, EventError, StatusEvent, f
 
 
 def emotion(**kw):
-    base = dict(seq=7, ts=1700000000.25, device_id="kitchen", start=1.5, end=4.5, label="happy",
-                confidence=0.625, probs={"happy": 0.625, "sad": 0.375}, model="m1", speech=0.8,
-                adapted=True)
+    base = dict(seq=7, ts=1700000000.25, device_id="kitchen", run="0123456789abcdef", start=1.5,
+                end=4.5, label="happy", confidence=0.625, probs={"happy": 0.625, "sad": 0.375},
+                model="m1", speech=0.8, adapted=True)
     base.update(kw)
     return EmotionEvent(**base)
 
 
 def status(**kw):
-    base = dict(seq=3, ts=12.5, device_id="pi", state="running", input="overflow", detail="x ü",
-                uptime=99.5, audio_s=98.0, windows=10, speech_windows=4, events=3, overflows=2,
-                dropped=160, bad_frames=1, model="m1")
+    base = dict(seq=3, ts=12.5, device_id="pi", run="fedcba9876543210", state="running",
+                input="overflow", detail="x ü", uptime=99.5, audio_s=98.0, windows=10,
+                speech_windows=4, events=3, overflows=2, dropped=160, bad_frames=1, model="m1",
+                status_interval_s=2.5)
     base.update(kw)
     return StatusEvent(**base)
 
@@ -102,6 +103,21 @@ def test_optional_fields_default_when_absent():
     d = {"v": SCHEMA_VERSION, "seq": 1, "ts": 2.0, "device_id": "d", "label": "sad"}
     ev = from_frames([b"emotion", json.dumps(d).encode()])
     assert ev == EmotionEvent(seq=1, ts=2.0, device_id="d", label="sad")
+
+
+def test_events_of_an_aerd_before_run_and_status_interval_still_parse():
+    """The daemon's run id and status cadence are optional fields (schema 1): an older
+    daemon's events, which lack them, parse with run "" and status_interval_s 0 (unknown)."""
+    for ev in (emotion(), status()):
+        d = ev.to_dict()
+        assert d["run"] == ev.run and list(d)[:5] == ["v", "seq", "ts", "device_id", "run"]
+        del d["run"]
+        d.pop("status_interval_s", None)
+        old = from_frames([ev.topic, json.dumps(d).encode()])
+        assert old.run == "" and old.seq == ev.seq and old.device_id == ev.device_id
+    assert status().to_dict()["status_interval_s"] == 2.5 and old.status_interval_s == 0.0
+    with pytest.raises(EventError, match="field 'run' is not of type str"):
+        from_frames([b"status", payload(status(), run=7)])
 
 
 def test_status_payload_on_emotion_topic_is_parsed_as_emotion():

@@ -103,12 +103,13 @@ def test_timeout_on_the_status_topic_names_status_events(tmp_path, capsys):
 
 
 def test_seq_gaps_per_device_and_restarts():
-    from aerd.listen import SeqGaps
+    from aerd.listen import Seen, SeqGaps
 
     g = SeqGaps()
-    assert [g.see("a", s) for s in (5, 6, 9, 10)] == [0, 0, 2, 0]
-    assert g.see("b", 1) == 0 and g.see("b", 3) == 1      # another device: its own count
-    assert g.see("a", 1) == 0 and g.see("a", 2) == 0      # "a" restarted: seq from 1 again
+    assert [g.see("a", "r1", s).missed for s in (5, 6, 9, 10)] == [0, 0, 2, 0]
+    assert g.see("b", "r1", 1) == Seen() and g.see("b", "r1", 3) == Seen(missed=1)   # own count
+    assert g.see("a", "r2", 1) == Seen(restarted=True, previous="r1")   # "a" restarted
+    assert g.see("a", "r2", 2) == Seen()
 
 
 def test_seq_gaps_forget_the_least_recent_device_past_the_bound():
@@ -118,15 +119,16 @@ def test_seq_gaps_forget_the_least_recent_device_past_the_bound():
 
     g = SeqGaps(max_devices=3)
     for d in "abc":
-        g.see(d, 1)
-    assert g.see("a", 2) == 0                 # "a" is now the most recent
-    g.see("d", 1)                             # 4 names: "b" (least recent) is forgotten
+        g.see(d, "r", 1)
+    assert g.see("a", "r", 2).missed == 0     # "a" is now the most recent
+    g.see("d", "r", 1)                        # 4 names: "b" (least recent) is forgotten
     assert len(g._last) == 3
-    assert g.see("a", 4) == 1 and g.see("c", 3) == 1 and g.see("d", 3) == 1
-    assert g.see("b", 5) == 0                 # forgotten: counted as its first message
+    assert [g.see(d, "r", s).missed for d, s in (("a", 4), ("c", 3), ("d", 3))] == [1, 1, 1]
+    assert g.see("b", "r", 5).missed == 0     # forgotten: counted as its first message
     for i in range(10_000):
-        g.see(f"x{i}", 1)
-    assert len(g._last) == 3
+        g.see(f"x{i}", f"r{i}", 1)
+        g.see("x", f"r{i}", 1)                # a run id per message: bounded as well
+    assert len(g._last) == 3 and len(g._runs) == 3
 
 
 def test_listen_skips_malformed_events_and_reports_missed_ones(tmp_path, capsys):

@@ -14,7 +14,8 @@ from aerd.events import EmotionEvent, StatusEvent
 
 from e2e_helpers import REPO, json_lines, spawn
 
-TIMES = {"ts", "uptime"}
+VARYING = {"ts", "uptime", "run"}
+"""Fields whose values differ from run to run (times, the random run id): compared as present."""
 
 
 def readme_example() -> tuple[list[str], list[dict]]:
@@ -29,7 +30,7 @@ def same(got, want, where):
     if isinstance(want, dict):
         assert isinstance(got, dict) and set(got) == set(want), f"{where}: fields differ"
         for k, v in want.items():
-            if k not in TIMES:
+            if k not in VARYING:
                 same(got[k], v, f"{where}.{k}")
     elif isinstance(want, float) and not isinstance(got, bool):
         # the model's float output may differ in the last printed digit on another CPU
@@ -54,6 +55,7 @@ def test_readme_example_sequence_is_what_the_daemon_publishes(tmp_path):
         out, _ = listener.communicate(timeout=10)
     got = json_lines(out)
     assert len(got) == len(want), [e.get("topic") for e in got]
+    assert len({e["run"] for e in got}) == 1 == len({e["run"] for e in want})   # one daemon run
     for i, (g, w) in enumerate(zip(got, want)):
         same(g, w, f"README example line {i + 1}")
 

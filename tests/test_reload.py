@@ -73,6 +73,10 @@ def test_sighup_reloads_without_dropping_socket(tmp_path, ctx):
         sub.close()
     seqs = [e["seq"] for _, e in sub.events]
     assert seqs == sorted(seqs)
+    # one daemon run across the reloads, as seq goes on: no subscriber takes them for restarts
+    runs = {e["run"] for _, e in sub.events}
+    assert len(runs) == 1 and len(runs.pop()) == 16, runs
+    assert {e["status_interval_s"] for _, e in sub.events if e["topic"] == "status"} == {0.5}
 
 
 def test_a_reload_loses_no_window_unless_the_windows_change(tmp_path, ctx):
