@@ -207,6 +207,10 @@ def test_min_speech_0_does_not_teach_the_adaptation_silence(data_dir):
         adapters.append(adapter)
     night = results[-1]   # the 0.0 pipeline's windows of noise
     assert adapters[0].ready and len(night) > 350
+    # learned from exactly the windows of enough speech (not from every window, as both
+    # pipelines would agree on too)
+    first = [r for batch in results[: len(speech) + 1] for r in batch]
+    assert adapters[0].n == sum(r.window.speech >= 0.2 for r in first) < len(first)
     assert adapters[1].n == adapters[0].n
     np.testing.assert_array_equal(adapters[1].mean, adapters[0].mean)
     np.testing.assert_array_equal(adapters[1].var, adapters[0].var)
