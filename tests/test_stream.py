@@ -158,3 +158,25 @@ def test_long_chunks_many_windows_pending(name, audio):
         k = w.index
         feats, _ = extract_window(x[k * hop : k * hop + win], spec)
         np.testing.assert_allclose(w.features, feats, rtol=1e-6, atol=1e-6 * np.abs(feats).max())
+
+
+@pytest.mark.parametrize("name", ["rich", "seed180"])
+def test_every_window_length_around_the_row_ring_matches_the_batch_path(name, audio):
+    """Window lengths one frame apart, as many as a hop holds frames: every way the row ring
+    can fill up before it moves the last window's rows to its front is met, lengths that fill
+    it to exactly one row short among them (the lengths above all left rows to spare, and an
+    off-by-one in that bound passed the suite)."""
+    spec = SPECS[name]
+    x = np.resize(audio, 12 * SR)   # (the ring fills twice: once after the first window)
+    per_hop = int(HOP_S * SR) // spec.hop_length
+    for j in range(per_hop):
+        win = int(WIN_S * SR) + j * spec.hop_length
+        ext = StreamExtractor(spec, win / SR, HOP_S)
+        got = [w for i in range(0, len(x), 333) for w in ext.push(x[i : i + 333])]
+        assert len(got) == (len(x) - win) // int(HOP_S * SR) + 1
+        for w in got:
+            s = w.index * int(HOP_S * SR)
+            feats, speech = extract_window(x[s : s + win], spec)
+            np.testing.assert_allclose(w.features, feats, rtol=1e-5,
+                                       atol=1e-5 * np.abs(feats).max(), err_msg=f"{win}: {w.index}")
+            assert w.speech == pytest.approx(speech)
