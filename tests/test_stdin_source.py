@@ -227,6 +227,8 @@ def test_a_wav_header_of_the_given_format_is_skipped_not_read_as_samples():
 @pytest.mark.parametrize("rate, channels, subtype, needle", [
     (44100, 2, "PCM_16", "44100 Hz, 2 channel(s), 16-bit PCM, not 16000 Hz, 1 channel(s): "
                          "give --rate 44100 --channels 2"),
+    (RATE, 2, "PCM_16", "16000 Hz, 2 channel(s), 16-bit PCM, not 16000 Hz, 1 channel(s): "
+                        "give --rate 16000 --channels 2"),   # (the rate right, the channels not)
     (RATE, 1, "FLOAT", "16000 Hz, 1 channel(s), 32-bit float; --input - reads 16-bit PCM"),
     (RATE, 1, "PCM_24", "24-bit PCM; --input - reads 16-bit PCM"),
 ])
