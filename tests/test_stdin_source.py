@@ -256,6 +256,27 @@ def test_a_broken_wav_header_ends_the_input_with_one_line(chunks, needle):
     assert src.error.startswith("a WAV stream") and needle in src.error
 
 
+def test_a_chunk_of_odd_size_before_the_samples_is_skipped_with_its_pad_byte():
+    """RIFF pads a chunk of odd size to an even length: a LIST chunk of 5 bytes between the
+    format and the samples takes 6, and the samples start right after the pad byte."""
+    import struct
+
+    x = tone(RATE, 0.25, amp=0.3)
+    wav = wav_bytes(x, RATE)
+    assert wav[36:40] == b"data"   # soundfile's 44-byte header: RIFF, fmt (16), data
+    tags = b"LIST" + struct.pack("<I", 5) + b"INFOx\x00"
+    payload = bytearray(wav[:36] + tags + wav[36:])
+    payload[4:8] = struct.pack("<I", len(payload) - 8)
+    for step in (1, 7, 4096):
+        src, th, rf = pipe_source(bytes(payload), lambda i: step, in_rate=RATE, rate=RATE,
+                                  block_s=0.01)
+        y = read_all(src, timeout=2.0)
+        th.join(5)
+        rf.close()
+        assert src.error is None and len(y) == len(x), step
+        np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
+
+
 def test_a_wav_header_that_comes_alone_is_not_the_end_of_the_input():
     """arecord writes its header, then the audio once the device delivers: a read that got
     the header and nothing more ended the input (`end of input`, no audio, exit 0)."""
