@@ -125,6 +125,43 @@ def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(c
     assert any("data again" in m for m in said), said
 
 
+def test_a_producer_that_delivers_with_pauses_shorter_than_stall_s_is_never_stalled():
+    """``stall_s`` counts from the last data, not from the start: a producer that sends a
+    block every 0.25 s for 2.5 s, read with timeouts that expire between the blocks, stays
+    ``ok`` throughout with stall_s 1 s."""
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as rf:
+        src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=1.0)
+        block = s16(tone(RATE, 0.01))
+        states, t_next, t_end = set(), time.monotonic(), time.monotonic() + 2.5
+        while time.monotonic() < t_end:
+            if time.monotonic() >= t_next:
+                os.write(w, block)
+                t_next += 0.25
+            src.read(timeout=0.05)
+            states.add(src.state)
+        os.close(w)
+    assert states == {"ok"}
+
+
+def test_a_read_error_on_stdin_ends_the_input_and_says_so_in_the_status():
+    """An OSError from the read (EIO; here a reset connection: stdin a socket, as systemd's
+    StandardInput=socket gives, whose peer closed with data unread) ends the input as a
+    damaged file does: state ``ended``, the error in ``detail`` for the status events."""
+    import socket
+
+    ours, peer = socket.socketpair()
+    ours.sendall(b"x")
+    peer.close()   # with our byte unread: the connection is reset
+    with ours:
+        src = StdinSource(ours, in_rate=RATE, rate=RATE)
+        y = src.read(timeout=1.0)
+        assert y is not None and len(y) == 0 and src.ended
+        assert src.error.startswith("read error (") and "reset" in src.error.lower()
+        assert (src.state, src.detail) == ("ended", src.error)
+        assert src.read(0.01) is None
+
+
 def test_a_producer_that_keeps_stalling_is_logged_a_few_times_then_quietly(caplog):
     """A producer that sends in bursts with pauses over ``stall_s`` between them logged a
     warning and an info line per burst for ever (measured: 14.7 lines a minute with 2 s
