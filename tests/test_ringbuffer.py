@@ -172,6 +172,9 @@ def test_a_microphone_opens_mono_if_it_can_else_stereo_else_with_all_its_channel
     assert stream_settings(device({16000, 48000}, {4}), 16000, 48000, 4) == (16000, 4)
     assert stream_settings(device({48000}, {8}), 16000, 48000, 8) == (48000, 8)
     assert stream_settings(device(set(), set()), 16000, 44100, 6) == (44100, 6)   # PortAudio says why
+    # mono at the device's own rate before stereo at the model's (resampling, not downmixing)
+    assert stream_settings(lambda r, ch: (r, ch) in {(16000, 2), (48000, 1)}, 16000, 48000,
+                           2) == (48000, 1)
     asked = []
     stream_settings(lambda r, ch: asked.append((r, ch)) or False, 16000, 16000, 1)
     assert asked == [(16000, 1)]   # nothing asked twice
