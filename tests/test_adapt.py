@@ -86,6 +86,17 @@ def test_bounds_and_clip():
     assert z.dtype == np.float32
 
 
+def test_min_std_keeps_a_constant_feature_finite_where_ref_std_is_zero():
+    """A card's ref_std may hold 0 (a feature constant over the training speakers); the
+    bounds then allow a deviation of 0, and a feature the device always hears at one value
+    divided 0 by 0: NaN into the model. min_std is the floor under every bound."""
+    norm = FeatureNormalizer(2, warmup=1, ref_std=[0.0, 1.0], min_std=1e-3)
+    norm.update(np.column_stack([np.full(50, 2.0), np.linspace(-1, 1, 50)]))
+    assert norm.std()[0] == 1e-3
+    z = norm.transform(np.array([[2.0, 0.0], [2.5, 0.0]]))
+    assert np.isfinite(z).all() and z[0, 0] == 0.0 and z[1, 0] == norm.clip
+
+
 def test_non_finite_rows_ignored_and_dim_checked():
     norm = FeatureNormalizer(2)
     norm.update(np.array([np.nan, 1.0]))
@@ -196,6 +207,10 @@ def test_min_speech_0_does_not_teach_the_adaptation_silence(data_dir):
         adapters.append(adapter)
     night = results[-1]   # the 0.0 pipeline's windows of noise
     assert adapters[0].ready and len(night) > 350
+    # learned from exactly the windows of enough speech (not from every window, as both
+    # pipelines would agree on too)
+    first = [r for batch in results[: len(speech) + 1] for r in batch]
+    assert adapters[0].n == sum(r.window.speech >= 0.2 for r in first) < len(first)
     assert adapters[1].n == adapters[0].n
     np.testing.assert_array_equal(adapters[1].mean, adapters[0].mean)
     np.testing.assert_array_equal(adapters[1].var, adapters[0].var)

@@ -51,6 +51,15 @@ def test_hysteresis_keeps_label_until_lead_reaches_margin():
     assert d.update(1, [0.7, 0.2, 0.1]).label == "angry"
 
 
+def test_a_lead_of_exactly_the_margin_switches():
+    """"must beat the current one by this much": a lead equal to the margin is enough (values
+    exact in binary, so the sum is no rounding matter)."""
+    d = decider(smoothing=1, hysteresis=0.25)
+    assert d.update(1, [0.5, 0.25, 0.25]).label == "angry"
+    assert d.update(1, [0.25, 0.4375, 0.3125]).label == "angry"   # lead 0.1875 < 0.25
+    assert d.update(1, [0.25, 0.5, 0.25]).label == "happy"        # lead 0.25 == 0.25
+
+
 def test_no_hysteresis_follows_argmax():
     d = decider(smoothing=1, hysteresis=0.0)
     for p in ([0.2, 0.5, 0.3], [0.34, 0.33, 0.33], [0.1, 0.1, 0.8]):

@@ -266,6 +266,18 @@ def test_speech_fraction_silence_and_speech(spec, win3):
     assert loud > 0.3
 
 
+@pytest.mark.parametrize("spec", [FeatureSpec(), FeatureSpec.seed180()], ids=["rich", "seed180"])
+def test_speech_quieter_than_the_floor_is_not_speech(spec, win3):
+    """vad.floor_db: frames quieter than -65 dBFS are never speech, however they rise and
+    fall (the same speech 60 dB down, its loudest frame near -70 dBFS: a far-off voice, or
+    a muted microphone's leakage). Without the floor 11 % of it (rich) and two thirds
+    (seed180) were speech."""
+    _, quiet = extract_window(win3 * np.float32(1e-3), spec)
+    assert quiet == 0.0
+    _, loud = extract_window(win3, spec)
+    assert loud > 0.3
+
+
 def steady_sounds(seconds: float = 3.0) -> dict[str, np.ndarray]:
     """What a quiet room with a poor microphone or mains wiring sounds like, no speech."""
     t = np.arange(int(SR * seconds)) / SR

@@ -124,6 +124,26 @@ def test_microphone_callback_downmixes_without_allocating(channels):
     assert len(cap.ring) == 15 * 800
 
 
+def test_capture_overflows_count_portaudio_s_and_the_ring_s():
+    """The status events' ``overflows`` for a microphone: blocks PortAudio flagged as having
+    lost input (its buffer overran before the callback ran) and blocks the ring had no room
+    for, both. The callback is called directly with PortAudio's flags (sounddevice's
+    CallbackFlags), as in the test above."""
+    import sounddevice as sd
+
+    from aerd.capture import Capture
+
+    cap = Capture("mono", 16000, 1, 0.1, 800)   # a ring of 1600 samples: two blocks
+    ok, lost = sd.CallbackFlags(), sd.CallbackFlags()
+    lost.input_overflow = True
+    block = np.ones((800, 1), np.float32)
+    cap.callback(block, 800, None, ok)
+    cap.callback(block, 800, None, lost)
+    assert (cap.portaudio_overflows, cap.ring.overflows, cap.overflows) == (1, 0, 1)
+    cap.callback(block, 800, None, ok)   # the ring is full: dropped
+    assert (cap.portaudio_overflows, cap.ring.overflows, cap.overflows) == (1, 1, 2)
+
+
 def test_read_all_says_how_much_was_dropped_after_what_it_returns():
     rb = RingBuffer(8)
     rb.write(np.arange(6, dtype=np.float32))
@@ -152,6 +172,9 @@ def test_a_microphone_opens_mono_if_it_can_else_stereo_else_with_all_its_channel
     assert stream_settings(device({16000, 48000}, {4}), 16000, 48000, 4) == (16000, 4)
     assert stream_settings(device({48000}, {8}), 16000, 48000, 8) == (48000, 8)
     assert stream_settings(device(set(), set()), 16000, 44100, 6) == (44100, 6)   # PortAudio says why
+    # mono at the device's own rate before stereo at the model's (resampling, not downmixing)
+    assert stream_settings(lambda r, ch: (r, ch) in {(16000, 2), (48000, 1)}, 16000, 48000,
+                           2) == (48000, 1)
     asked = []
     stream_settings(lambda r, ch: asked.append((r, ch)) or False, 16000, 16000, 1)
     assert asked == [(16000, 1)]   # nothing asked twice

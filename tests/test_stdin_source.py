@@ -125,6 +125,43 @@ def test_a_producer_that_stops_delivering_is_reported_stalled_until_data_comes(c
     assert any("data again" in m for m in said), said
 
 
+def test_a_producer_that_delivers_with_pauses_shorter_than_stall_s_is_never_stalled():
+    """``stall_s`` counts from the last data, not from the start: a producer that sends a
+    block every 0.25 s for 2.5 s, read with timeouts that expire between the blocks, stays
+    ``ok`` throughout with stall_s 1 s."""
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as rf:
+        src = StdinSource(rf, in_rate=RATE, rate=RATE, stall_s=1.0)
+        block = s16(tone(RATE, 0.01))
+        states, t_next, t_end = set(), time.monotonic(), time.monotonic() + 2.5
+        while time.monotonic() < t_end:
+            if time.monotonic() >= t_next:
+                os.write(w, block)
+                t_next += 0.25
+            src.read(timeout=0.05)
+            states.add(src.state)
+        os.close(w)
+    assert states == {"ok"}
+
+
+def test_a_read_error_on_stdin_ends_the_input_and_says_so_in_the_status():
+    """An OSError from the read (EIO; here a reset connection: stdin a socket, as systemd's
+    StandardInput=socket gives, whose peer closed with data unread) ends the input as a
+    damaged file does: state ``ended``, the error in ``detail`` for the status events."""
+    import socket
+
+    ours, peer = socket.socketpair()
+    ours.sendall(b"x")
+    peer.close()   # with our byte unread: the connection is reset
+    with ours:
+        src = StdinSource(ours, in_rate=RATE, rate=RATE)
+        y = src.read(timeout=1.0)
+        assert y is not None and len(y) == 0 and src.ended
+        assert src.error.startswith("read error (") and "reset" in src.error.lower()
+        assert (src.state, src.detail) == ("ended", src.error)
+        assert src.read(0.01) is None
+
+
 def test_a_producer_that_keeps_stalling_is_logged_a_few_times_then_quietly(caplog):
     """A producer that sends in bursts with pauses over ``stall_s`` between them logged a
     warning and an info line per burst for ever (measured: 14.7 lines a minute with 2 s
@@ -227,6 +264,8 @@ def test_a_wav_header_of_the_given_format_is_skipped_not_read_as_samples():
 @pytest.mark.parametrize("rate, channels, subtype, needle", [
     (44100, 2, "PCM_16", "44100 Hz, 2 channel(s), 16-bit PCM, not 16000 Hz, 1 channel(s): "
                          "give --rate 44100 --channels 2"),
+    (RATE, 2, "PCM_16", "16000 Hz, 2 channel(s), 16-bit PCM, not 16000 Hz, 1 channel(s): "
+                        "give --rate 16000 --channels 2"),   # (the rate right, the channels not)
     (RATE, 1, "FLOAT", "16000 Hz, 1 channel(s), 32-bit float; --input - reads 16-bit PCM"),
     (RATE, 1, "PCM_24", "24-bit PCM; --input - reads 16-bit PCM"),
 ])
@@ -252,6 +291,27 @@ def test_a_broken_wav_header_ends_the_input_with_one_line(chunks, needle):
     src = StdinSource(io.BytesIO(data), in_rate=RATE, rate=RATE, block_s=0.01)
     assert len(read_all(src, timeout=0)) == 0
     assert src.error.startswith("a WAV stream") and needle in src.error
+
+
+def test_a_chunk_of_odd_size_before_the_samples_is_skipped_with_its_pad_byte():
+    """RIFF pads a chunk of odd size to an even length: a LIST chunk of 5 bytes between the
+    format and the samples takes 6, and the samples start right after the pad byte."""
+    import struct
+
+    x = tone(RATE, 0.25, amp=0.3)
+    wav = wav_bytes(x, RATE)
+    assert wav[36:40] == b"data"   # soundfile's 44-byte header: RIFF, fmt (16), data
+    tags = b"LIST" + struct.pack("<I", 5) + b"INFOx\x00"
+    payload = bytearray(wav[:36] + tags + wav[36:])
+    payload[4:8] = struct.pack("<I", len(payload) - 8)
+    for step in (1, 7, 4096):
+        src, th, rf = pipe_source(bytes(payload), lambda i: step, in_rate=RATE, rate=RATE,
+                                  block_s=0.01)
+        y = read_all(src, timeout=2.0)
+        th.join(5)
+        rf.close()
+        assert src.error is None and len(y) == len(x), step
+        np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-7)
 
 
 def test_a_wav_header_that_comes_alone_is_not_the_end_of_the_input():

@@ -158,3 +158,48 @@ def test_long_chunks_many_windows_pending(name, audio):
         k = w.index
         feats, _ = extract_window(x[k * hop : k * hop + win], spec)
         np.testing.assert_allclose(w.features, feats, rtol=1e-6, atol=1e-6 * np.abs(feats).max())
+
+
+@pytest.mark.parametrize("name", ["rich", "seed180"])
+def test_every_window_length_around_the_row_ring_matches_the_batch_path(name, audio):
+    """Window lengths one frame apart, as many as a hop holds frames: every way the row ring
+    can fill up before it moves the last window's rows to its front is met, lengths that fill
+    it to exactly one row short among them (the lengths above all left rows to spare, and an
+    off-by-one in that bound passed the suite)."""
+    spec = SPECS[name]
+    x = np.resize(audio, 12 * SR)   # (the ring fills twice: once after the first window)
+    per_hop = int(HOP_S * SR) // spec.hop_length
+    for j in range(per_hop):
+        win = int(WIN_S * SR) + j * spec.hop_length
+        ext = StreamExtractor(spec, win / SR, HOP_S)
+        got = [w for i in range(0, len(x), 333) for w in ext.push(x[i : i + 333])]
+        assert len(got) == (len(x) - win) // int(HOP_S * SR) + 1
+        for w in got:
+            s = w.index * int(HOP_S * SR)
+            feats, speech = extract_window(x[s : s + win], spec)
+            np.testing.assert_allclose(w.features, feats, rtol=1e-5,
+                                       atol=1e-5 * np.abs(feats).max(), err_msg=f"{win}: {w.index}")
+            assert w.speech == pytest.approx(speech)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_a_stream_of_exactly_min_audio_s_yields_its_window(name, audio):
+    """"at least min_audio_s": a 1.0 s clip with min_audio_s 1.0 gets scored."""
+    ext = StreamExtractor(SPECS[name], 2.0, 0.5, min_audio_s=1.0)
+    assert ext.push(audio[:SR]) == []
+    out = ext.flush()
+    assert len(out) == 1 and (out[0].start, out[0].end) == (0.0, 1.0)
+
+
+def test_a_tail_of_exactly_tail_s_gets_one_more_window(audio):
+    """"if at least tail_s of audio came after the last window": the tail window at exactly
+    tail_s (reachable when tail_s is not a whole hop, as the shipped cards' 0.25 s of 0.5 s)."""
+    for extra, windows in ((4000, 1), (3999, 0)):
+        ext = StreamExtractor(FeatureSpec(), 1.0, 0.5, tail_s=0.25)
+        out = ext.push(audio[: SR + extra])
+        assert len(out) == 1 and out[0].end == 1.0
+        tail = ext.flush()
+        assert len(tail) == windows, extra
+        if windows:
+            assert tail[0].end * SR == SR + extra and tail[0].index == 1
+
