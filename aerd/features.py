@@ -52,8 +52,9 @@ class FrameAnalyzer:
     between calls, so rows do not depend on how frames are batched.
     """
 
-    def __init__(self, spec: FeatureSpec):
+    def __init__(self, spec: FeatureSpec, mel_warp: float = 1.0):
         self.spec = spec
+        self.mel_warp = mel_warp   # VTLP (filterbanks.mel_filterbank): training copies; daemon 1
         s = spec
         self._buffers: dict[str, np.ndarray] = {}
         self._moments: dict[int, np.ndarray] = {}
@@ -63,7 +64,7 @@ class FrameAnalyzer:
         self._span = (int(nz[0]), int(nz[-1]) + 1)
         # frames per FFT batch: about 1 MB of float64 frames (and as much of spectrum)
         self._fe_rows = max(CHUNK, FFT_BYTES // (8 * s.n_fft))
-        self.mel = BandedProduct(mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax))
+        self.mel = BandedProduct(mel_fb := mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax, mel_warp))
         n_bins = s.n_fft // 2 + 1
         # one-sided Parseval weights: sum(w_k |X_k|^2) / n_fft == sum(frame_windowed^2)
         parseval = np.full(n_bins, 2.0)
@@ -108,9 +109,8 @@ class FrameAnalyzer:
             # the noise floor per mel band: white noise of mean square 10^(L/10) has an
             # expected power of that times sum(window^2) in every bin
             if s.spectral_floor_db is not None:
-                fb = mel_filterbank(s.sample_rate, s.n_fft, s.n_mels, s.fmin, s.fmax)
                 per_bin = 10.0 ** (s.spectral_floor_db / 10.0) * np.sum(w ** 2)
-                self._mel_floor = (per_bin * fb.sum(axis=1)).astype(np.float32)
+                self._mel_floor = (per_bin * mel_fb.sum(axis=1)).astype(np.float32)
             self.width = s.n_mels + s.n_mfcc + 5
 
     # -- columns -------------------------------------------------------------------------

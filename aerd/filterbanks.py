@@ -37,14 +37,28 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), freqs)
 
 
+def vtlp_warp(freqs: np.ndarray, alpha: float, nyquist: float) -> np.ndarray:
+    """Vocal tract length perturbation's frequency warp (Jaitly and Hinton, 2013): ``alpha *
+    f`` up to a boundary (80 % of Nyquist, lowered for ``alpha`` > 1), then the straight line
+    that takes Nyquist to itself."""
+    b = 0.8 * nyquist * min(alpha, 1.0) / alpha
+    return np.where(freqs <= b, alpha * freqs,
+                    alpha * b + (nyquist - alpha * b) * (freqs - b) / (nyquist - b))
+
+
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
-                   fmax: float | None = None) -> np.ndarray:
+                   fmax: float | None = None, warp: float = 1.0) -> np.ndarray:
     """Slaney-normalised triangular mel filters, shape (n_mels, 1 + n_fft // 2).
 
     Same as ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)``.
+    ``warp`` != 1 lays the filters over the FFT bins' frequencies warped by :func:`vtlp_warp`:
+    the bands a voice with a vocal tract ``warp`` times shorter would fill (training copies
+    only; the daemon always uses 1).
     """
     fmax = sr / 2.0 if fmax is None else float(fmax)
     fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    if warp != 1.0:
+        fftfreqs = vtlp_warp(fftfreqs, warp, sr / 2.0)
     mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)

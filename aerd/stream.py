@@ -43,9 +43,9 @@ class StreamExtractor:
     """Feeds on audio chunks of any size (float32, mono, at the spec's rate)."""
 
     def __init__(self, spec: FeatureSpec, window_s: float, hop_s: float,
-                 min_audio_s: float = 1.0, tail_s: float = 0.25):
+                 min_audio_s: float = 1.0, tail_s: float = 0.25, mel_warp: float = 1.0):
         self.spec = spec
-        self.analyzer = FrameAnalyzer(spec)
+        self.analyzer = FrameAnalyzer(spec, mel_warp)   # (mel_warp: training copies only)
         sr = spec.sample_rate
         self.win = int(round(window_s * sr))
         self.hop = int(round(hop_s * sr))

@@ -8,7 +8,7 @@ import pytest
 import scipy.fft
 import scipy.signal
 
-from aerd.filterbanks import chroma_filterbank, dct_matrix, hann_window, mel_filterbank
+from aerd.filterbanks import chroma_filterbank, dct_matrix, hann_window, mel_filterbank, vtlp_warp
 
 
 @pytest.mark.parametrize("sr, n_fft, n_mels, fmin, fmax", [
@@ -24,6 +24,25 @@ def test_mel_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     assert ours.shape == ref.shape == (n_mels, 1 + n_fft // 2)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("alpha, step", [(1.5, 2), (0.75, 4)])
+def test_vtlp_warped_filters_hear_a_tone_where_the_plain_ones_hear_it_alpha_times_higher(alpha, step):
+    """Training's VTLP copies: with ``warp`` alpha, the filters answer a tone at f as the
+    plain ones answer a tone at alpha * f (below the warp's boundary); above it the warp goes
+    on to Nyquist, which stays where it is."""
+    sr, n_fft = 16000, 512
+    plain = mel_filterbank(sr, n_fft, 40)
+    warped = mel_filterbank(sr, n_fft, 40, warp=alpha)
+    f = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    below = [k for k in range(0, len(f), step) if f[k] <= 0.8 * (sr / 2) * min(alpha, 1) / alpha]
+    assert len(below) > 40
+    for k in below:   # alpha * f[k] is the bin alpha * k exactly
+        np.testing.assert_allclose(warped[:, k], plain[:, round(alpha * k)], atol=1e-12)
+    g = vtlp_warp(f, alpha, sr / 2)
+    assert g[-1] == pytest.approx(sr / 2) and np.all(np.diff(g) > 0)
+    assert not np.allclose(warped, plain)
+    np.testing.assert_array_equal(mel_filterbank(sr, n_fft, 40, warp=1.0), plain)
 
 
 @pytest.mark.parametrize("sr, n_fft, n_chroma", [

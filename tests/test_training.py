@@ -219,6 +219,33 @@ def test_feature_cache_misses_when_a_clip_or_the_augmentation_code_changes(tmp_p
     assert calls, "features of the old augmentation code were served from the cache"
 
 
+def test_vtlp_copies_follow_the_speed_copies_and_move_only_spectral_columns(tmp_path, data_dir,
+                                                                           monkeypatch):
+    """A (speed, warp) copy: the clip at that speed through mel filters warped by VTLP. Its
+    rows come after the speed copies; the clean rows are the same as without it, and the
+    warp moves the mel-based columns, not the pitch (computed from the spectrum itself)."""
+    import shutil
+
+    monkeypatch.setattr(ds, "CACHE_DIR", tmp_path / "cache")
+    clip = tmp_path / "data" / "Actor_01" / "03-01-05-02-01-01-01.flac"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(sorted(data_dir.glob("03-01-*.flac"))[0], clip)
+    clips, spec = ds.list_clips(tmp_path / "data"), FeatureSpec()
+    plain = ds.extract_table(clips, spec, window_s=3.0, speeds=(0.9,), verbose=False)
+    both = ds.extract_table(clips, spec, window_s=3.0, speeds=(0.9,),
+                            warps=((1.0, 1.1), (0.9, 1.1)), verbose=False)
+    np.testing.assert_array_equal(both.rows(both.aug <= 1).X, plain.X)
+    assert sorted(set(both.aug.tolist())) == [0, 1, 2, 3]
+    clean, warped, fast_warped = (both.rows(both.aug == a).X for a in (0, 2, 3))
+    assert warped.shape == clean.shape
+    o = spec.n_features - 14 - spec.n_clarity - spec.n_modulation   # windowstats' layout
+    pitch, mel = [o + 6, o + 7], list(range(spec.n_mels))   # pitch mean, deviation; log-mel means
+    assert clean[:, o + 6].min() > 0   # voiced
+    np.testing.assert_allclose(warped[:, pitch], clean[:, pitch], rtol=1e-5, atol=1e-5)
+    assert np.abs(warped[:, mel] - clean[:, mel]).max() > 0.1
+    assert not np.allclose(fast_warped[0], warped[0])   # the 0.9 speed under the same warp
+
+
 @pytest.mark.parametrize("over,says,never", [
     ({}, "512 units, L2 alpha 3", "per outer fold"),
     ({"fold_hidden": [256, 256, 512, 512, 256], "fold_alpha": [1, 3, 1, 3, 3]},

@@ -7,7 +7,8 @@ impulse response, RT60 0.2-0.6 s). Training uses one room per (actor, copy), so 
 augmented copy of an actor is a plausible "device" for adaptation training too.
 
 :func:`speed` is speaker perturbation: resampling by a factor near 1 shifts pitch and
-formants (and tempo), so a speed-perturbed copy of an actor is a plausible new speaker.
+formants (and tempo), so a speed-perturbed copy of an actor is a plausible new speaker;
+:data:`DEFAULT_WARPS` moves the formants alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ import numpy as np
 
 VERSION = 3
 SR = 16000
+DEFAULT_WARPS = ((1.0, 0.85), (1.0, 0.92), (1.0, 1.08), (1.0, 1.15),
+                 (0.9, 0.92), (0.9, 1.08), (1.1, 0.92), (1.1, 1.08))
+"""Vocal tract length perturbation (Jaitly and Hinton, 2013), the training recipe's: one copy
+per (speed, warp), the clip at that speed (:func:`speed`; 1: as it is) analysed with mel filters
+warped by that factor (``aerd.filterbanks.vtlp_warp``). The formants move apart from pitch and
+tempo, which the speed copies move together."""
 
 
 @dataclass(frozen=True)

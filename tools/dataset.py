@@ -172,9 +172,11 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 
 def stream_windows(audio: np.ndarray, spec: FeatureSpec, window_s: float, hop_s: float,
-                   min_audio_s: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windows exactly as the daemon computes them: (features (n,d), speech (n,), starts (n,))."""
-    se = StreamExtractor(spec, window_s, hop_s, min_audio_s)
+                   min_audio_s: float = 1.0, mel_warp: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows exactly as the daemon computes them: (features (n,d), speech (n,), starts (n,));
+    ``mel_warp`` != 1 for a VTLP training copy (aerd.filterbanks.mel_filterbank)."""
+    se = StreamExtractor(spec, window_s, hop_s, min_audio_s, mel_warp=mel_warp)
     ws = se.push(audio) + se.flush()
     if not ws:
         return (np.zeros((0, spec.n_features), np.float32), np.zeros(0, np.float32),
@@ -222,19 +224,21 @@ def _clip_rows(audio: np.ndarray, spec: FeatureSpec, an: FrameAnalyzer, window_s
     f, s = extract_window(audio, spec, an)
     X.append(f[None]); S.append([s]); K.append([0]); T.append([0.0])
     if window_s is not None:
-        wf, ws, wt = stream_windows(audio, spec, window_s, hop_s)
+        wf, ws, wt = stream_windows(audio, spec, window_s, hop_s, mel_warp=an.mel_warp)
         X.append(wf); S.append(ws); K.append(np.ones(len(wf), int)); T.append(wt)
     return X, S, K, T
 
 
 def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None = None,
                   hop_s: float = 0.5, n_aug: int = 0, aug_seed: int = 0,
-                  speeds: tuple[float, ...] = (), verbose: bool = True) -> FeatureTable:
+                  speeds: tuple[float, ...] = (), warps: tuple[tuple[float, float], ...] = (),
+                  verbose: bool = True) -> FeatureTable:
     """Whole-clip vectors (+ stream windows if ``window_s``) for each clip, ``n_aug``
-    room-augmented copies per clip and one speed-perturbed copy per factor in ``speeds``
-    (see tools/augment.py). Copy (``aug``) 0 is the clean clip, 1..n_aug the rooms, then
-    the speeds in order. Cached in cache/ by a key of the parameters, the feature and
-    augmentation code and the clips' bytes."""
+    room-augmented copies per clip, one speed-perturbed copy per factor in ``speeds`` and
+    one copy per (speed, warp) in ``warps``: the clip at that speed (1: as it is) analysed
+    with mel filters warped by VTLP (see tools/augment.py). Copy (``aug``) 0 is the clean
+    clip, 1..n_aug the rooms, then the speeds and the warps in order. Cached in cache/ by a
+    key of the parameters, the feature and augmentation code and the clips' bytes."""
     from tools import augment
 
     # the code that decides the rows (the daemon's feature modules and the augmentation) and
@@ -242,7 +246,7 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
     code = hashlib.sha256(b"".join([*((REPO / "aerd" / f).read_bytes() for f in FEATURE_CODE),
                                     Path(augment.__file__).read_bytes()])).hexdigest()[:12]
     key = _key(spec.to_dict(), spec.n_features, code, window_s, hop_s, n_aug, aug_seed,
-               augment.VERSION, list(speeds),
+               augment.VERSION, list(speeds), [list(w) for w in warps],
                [(c.path.name, _digest(c.path)) for c in clips])
     CACHE_DIR.mkdir(exist_ok=True)
     cache = CACHE_DIR / f"feat-{spec.set}-{key}.npz"
@@ -250,14 +254,17 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
         d = np.load(cache)
         return FeatureTable(**{k: d[k] for k in ("X", "speech", "clip", "kind", "start", "aug")})
     an = FrameAnalyzer(spec)
+    warped = {w: FrameAnalyzer(spec, w) for w in sorted({w for _, w in warps})}
+    perturbed = [(f, an) for f in speeds] + [(f, warped[w]) for f, w in warps]
     X, S, C, K, T, A = [], [], [], [], [], []
     rooms: dict[tuple[int, int], augment.Room] = {}
     for ci, c in enumerate(clips):
         audio = load_audio(c.path)
-        for a in range(n_aug + 1 + len(speeds)):
+        for a in range(n_aug + 1 + len(perturbed)):
             if a > n_aug:  # speaker perturbation (clean room)
-                y = augment.speed(audio, speeds[a - n_aug - 1])
-                x, s, k, t = _clip_rows(y, spec, an, window_s, hop_s)
+                factor, analyzer = perturbed[a - n_aug - 1]
+                y = augment.speed(audio, factor)
+                x, s, k, t = _clip_rows(y, spec, analyzer, window_s, hop_s)
                 n = sum(len(v) for v in s)
                 X += x; S += s; K += k; T += t; C.append(np.full(n, ci)); A.append(np.full(n, a))
                 continue

@@ -57,6 +57,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from aerd.featurespec import FeatureSpec  # noqa: E402
+from tools import augment  # noqa: E402
 from tools import dataset as ds  # noqa: E402
 from tools import device_eval  # noqa: E402
 from tools import seed_eval  # noqa: E402
@@ -79,6 +80,8 @@ class Config:
     adapt: dict[str, Any] = field(default_factory=lambda: dict(ADAPT))
     adapt_mlp: dict[str, Any] | None = None
     speeds: tuple[float, ...] = (0.9, 1.1)
+    warps: tuple[tuple[float, float], ...] = augment.DEFAULT_WARPS
+    """VTLP copies, (speed, warp) each (tools/augment.py)."""
     fold_alpha: list[float] | None = None
     """MLP alpha per outer fold (nested choice, tools/select_hparams.py); None: mlp's."""
     fold_hidden: list[int] | None = None
@@ -99,7 +102,7 @@ def lao(clips: list[ds.Clip], cfg: Config, log=print) -> dict[str, Any]:
     from tools import train as tr
 
     spec = FeatureSpec()
-    tab = tr.default_table(clips, spec, cfg.n_aug, cfg.speeds)
+    tab = tr.default_table(clips, spec, cfg.n_aug, cfg.speeds, cfg.warps)
     actor = np.array([c.actor for c in clips])
     res: dict[str, Any] = {"folds": FOLDS}
     acc: dict[str, list[float]] = {}

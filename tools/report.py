@@ -214,7 +214,9 @@ def markdown(lao_res: dict[str, Any], seed_lao_res: dict[str, Any], seed_res: di
         + ") of stream windows and whole clips; training copies of every clip: clean, "
         f"{cfg.n_aug} room-augmented (noise, gain, reverb) and speed-perturbed by "
         f"{', '.join(f'{f:g}' for f in cfg.speeds)} (soxr resampling: pitch, formants and tempo "
-        "scale together, a new \"speaker\"); StandardScaler + MLP, one hidden layer; "
+        "scale together, a new \"speaker\"), and vocal-tract-length perturbed (VTLP: the mel "
+        "filters warped, formants moved apart from pitch; (speed, warp) "
+        f"{', '.join(f'{f:g}/{w:g}' for f, w in cfg.warps)}); StandardScaler + MLP, one hidden layer; "
         + _width_alpha(cfg, fold8)
         + ". Adapted graph: the same MLP trained on per-device normalised windows computed "
         "causally in stream order, exactly as the daemon normalises them."

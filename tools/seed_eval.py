@@ -65,7 +65,7 @@ def heard_normalised(tab: ds.FeatureTable, clips: list[ds.Clip], heard: np.ndarr
 
 def seed_protocol(clips: list[ds.Clip], cfg: Any, repeats: int = 5) -> dict[str, Any]:
     """Seed protocol (4 classes, random 75/25 split of clips) for the seed recipe and ours
-    (``cfg``: an ``evaluate.Config``: its MLP, augmented copies and speeds)."""
+    (``cfg``: an ``evaluate.Config``: its MLP, augmented copies, speeds and warps)."""
     from sklearn.model_selection import train_test_split
 
     from tools import train as tr
@@ -73,7 +73,7 @@ def seed_protocol(clips: list[ds.Clip], cfg: Any, repeats: int = 5) -> dict[str,
     yc = labels_of(clips, ds.SEED4)
     ids = np.flatnonzero(yc >= 0)
     stab = ds.extract_table(clips, FeatureSpec.seed180())
-    rtab = tr.default_table(clips, FeatureSpec(), cfg.n_aug, cfg.speeds)
+    rtab = tr.default_table(clips, FeatureSpec(), cfg.n_aug, cfg.speeds, cfg.warps)
     acc: dict[str, list[float]] = {}
     for r in range(repeats):
         tr_ids, te_ids = train_test_split(ids, test_size=0.25, random_state=r)

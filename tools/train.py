@@ -38,6 +38,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from aerd.cliparser import WHOLE_FROM_1  # noqa: E402
 from aerd.featurespec import FeatureSpec  # noqa: E402
 from tools import dataset as ds  # noqa: E402
+from tools import augment  # noqa: E402
 from tools import evalkit as ek  # noqa: E402
 from tools.mixes import mix_list  # noqa: E402
 from tools.onnx_mlp import compact_mlp, quantize_int8  # noqa: E402
@@ -46,6 +47,7 @@ WINDOW_S, HOP_S, MIN_AUDIO_S = 3.0, 0.5, 1.0
 DEFAULT_AUG = 1
 # speaker perturbation: one speed-perturbed copy per factor (tools/augment.py: speed)
 DEFAULT_SPEEDS = (0.9, 1.1)
+DEFAULT_WARPS = augment.DEFAULT_WARPS
 MODELS = REPO / "models"
 
 SEED_MLP = dict(hidden_layer_sizes=(300,), alpha=0.01, batch_size=256, learning_rate="adaptive",
@@ -154,9 +156,10 @@ def train_seed(clips: list[ds.Clip], metrics: dict[str, Any] | None = None,
 
 
 def default_table(clips: list[ds.Clip], spec: FeatureSpec, n_aug: int,
-                  speeds: tuple[float, ...] = DEFAULT_SPEEDS) -> ds.FeatureTable:
+                  speeds: tuple[float, ...] = DEFAULT_SPEEDS,
+                  warps: tuple[tuple[float, float], ...] = DEFAULT_WARPS) -> ds.FeatureTable:
     return ds.extract_table(clips, spec, window_s=WINDOW_S, hop_s=HOP_S, n_aug=n_aug,
-                            speeds=tuple(speeds))
+                            speeds=tuple(speeds), warps=tuple(warps))
 
 
 def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str, Any] | None = None,
@@ -186,9 +189,11 @@ def train_default(clips: list[ds.Clip], n_aug: int = DEFAULT_AUG, mlp: dict[str,
         clips, recipe="rich features of daemon-like stream windows "
         f"({WINDOW_S} s, hop {HOP_S} s) plus whole clips, clean, room-augmented "
         "(noise SNR 5-30 dB, gain +-12 dB, reverb RT60 0.2-0.6 s) and speed-perturbed "
-        f"(speaker perturbation, factors {', '.join(str(f) for f in speeds)}); "
-        "StandardScaler + MLPClassifier",
+        f"(speaker perturbation, factors {', '.join(str(f) for f in speeds)}) and "
+        "VTLP-warped (mel filters warped, (speed, warp) "
+        f"{', '.join(f'{f:g}/{w:g}' for f, w in DEFAULT_WARPS)}); StandardScaler + MLPClassifier",
         mlp=mlp, augmented_copies_per_clip=n_aug, speed_perturbation=list(speeds),
+        vtlp=[list(w) for w in DEFAULT_WARPS],
         examples=int(len(y)),
         adaptation_examples=int(len(ya)))
     card["metrics"] = metrics or {}
