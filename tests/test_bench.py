@@ -27,12 +27,17 @@ def test_bench_runs_side_by_side(tmp_path):
     pytest.importorskip("librosa", reason="the seed-style reference needs librosa (pip install '.[test]')")
     out = tmp_path / "bench.json"
     tmp, env = private_tmp(tmp_path)
+    # no STATE_DIRECTORY, as by hand: the daemon runs must still leave the user's state alone
+    env.pop("STATE_DIRECTORY", None)
+    env["HOME"] = str(tmp_path / "home")
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--minutes", "4",
                         "--latency-seconds", "4", "--repeats", "2", "--models", "default,seed180",
                         "--out", str(out)], capture_output=True, text=True, timeout=280, cwd=ROOT,
                        env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert not list(tmp.iterdir()), "bench.py left files behind"
+    assert not (tmp_path / "home" / ".local" / "state" / "aerd").exists(), \
+        "bench.py wrote the user's adaptation state"
     res = json.loads(out.read_text())
     names = [row["name"] for row in res["rows"]]
     assert names == ["aerd (default)", "aerd (seed180)", "seed-style (librosa+sklearn)"]

@@ -95,6 +95,9 @@ def _run_measured(cmd: list[str], d: str | None) -> dict:
         sock.bind(f"{d}/notify")
         sock.settimeout(60)
         env["NOTIFY_SOCKET"] = f"{d}/notify"
+        # a daemon run's adaptation state: its own, not the user's ~/.local/state/aerd
+        # (which every run had overwritten with the bench's audio), and fresh for each run
+        env["STATE_DIRECTORY"] = d
     out_file = tempfile.TemporaryFile()
     t0 = time.monotonic()
     err_file = tempfile.TemporaryFile()
@@ -181,7 +184,8 @@ def bench_latency(seconds: float, model: str, work: Path) -> dict:
     sub.connect(ep)
     proc = subprocess.Popen([sys.executable, "-m", "aerd", "run", "--input", "-", "--endpoint", ep,
                              "--model", model, "--log-level", "warning", "--wait-subscriber", "30"],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=_env(), cwd=REPO)
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=REPO,
+                            env=dict(_env(), STATE_DIRECTORY=str(work)))   # (not the user's)
     arrivals: list[tuple[float, float]] = []
 
     def collect() -> None:
