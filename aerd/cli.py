@@ -78,9 +78,8 @@ def build_source(s: config.Settings, rate: int, wait_for_mic: bool = False,
 
 
 def across_processes(endpoint: str, option: str) -> None:
-    """Refuse inproc://, ZeroMQ's transport within one process, for an endpoint on the command
-    line: nothing outside this process could reach it (the daemon's is a config check)."""
-    if endpoint.strip().lower().startswith("inproc://"):
+    """Refuse an inproc:// endpoint on the command line (the daemon's is a config check)."""
+    if config.in_process(endpoint):
         raise ConfigError(f"{option} {endpoint}: inproc:// reaches only sockets of the same "
                           "process; give tcp://HOST:PORT or ipc://PATH")
 

@@ -118,6 +118,12 @@ AUDIO_RATES = (1000, 384000)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 """The levels ``[service] log_level`` (and ``aerd relay --log-level``) accept."""
 
+def in_process(endpoint: str) -> bool:
+    """An inproc:// endpoint: ZeroMQ's transport within one process, which nothing outside
+    this one could reach (refused for every endpoint aerd is given)."""
+    return endpoint.strip().lower().startswith("inproc://")
+
+
 _CHECKS: dict[str, tuple[Any, str]] = {
     "input.source": (lambda v: v.strip() != "", "must be mic, - (stdin) or an audio file path"),
     "input.rate": (lambda v: AUDIO_RATES[0] <= v <= AUDIO_RATES[1],
@@ -135,8 +141,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "publish.device_id": (lambda v: len(v) <= 200 and v.isprintable(),
                            "must be at most 200 printable characters"),
     "publish.heartbeat_s": (lambda v: v == 0 or 0.1 <= v <= 3600, "must be 0 (off) or 0.1..3600"),
-    "publish.endpoint": (lambda v: "://" in v and not v.strip().lower().startswith("inproc://"),
-                         "must look like tcp://HOST:PORT or ipc://PATH"),   # (inproc: one process)
+    "publish.endpoint": (lambda v: "://" in v and not in_process(v),
+                         "must look like tcp://HOST:PORT or ipc://PATH"),
     "service.log_level": (lambda v: v in LOG_LEVELS,
                           "must be debug, info, warning or error"),
 }
