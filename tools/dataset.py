@@ -260,10 +260,11 @@ def extract_table(clips: list[Clip], spec: FeatureSpec, window_s: float | None =
     rooms: dict[tuple[int, int], augment.Room] = {}
     for ci, c in enumerate(clips):
         audio = load_audio(c.path)
+        sped = {f: augment.speed(audio, f) for f, _ in perturbed}   # once per factor
         for a in range(n_aug + 1 + len(perturbed)):
             if a > n_aug:  # speaker perturbation (clean room)
                 factor, analyzer = perturbed[a - n_aug - 1]
-                y = augment.speed(audio, factor)
+                y = sped[factor]
                 x, s, k, t = _clip_rows(y, spec, analyzer, window_s, hop_s)
                 n = sum(len(v) for v in s)
                 X += x; S += s; K += k; T += t; C.append(np.full(n, ci)); A.append(np.full(n, a))
